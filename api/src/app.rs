@@ -1,0 +1,211 @@
+//! Building and running the server: `Application::build(config).await?.run_until_stopped(..)`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nve_config::{Loaded, Profile};
+use nve_migration::{Migrator, MigratorTrait};
+use nve_worker::storage::LocalStorage;
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
+use poem::{EndpointExt, Route, Server, get};
+
+use crate::auth::limiter::RateLimiter;
+use crate::auth::tokens::JwtKeys;
+use crate::error::ProblemMiddleware;
+use crate::routes;
+use crate::state::AppState;
+use crate::telemetry::RequestContext;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not prepare the JWT secret in the data directory: {0}")]
+    Secret(#[source] std::io::Error),
+    #[error("auth.jwt_secret is unusable: {0}")]
+    Jwt(String),
+    #[error("auth.jwt_secret is not set")]
+    MissingSecret,
+    #[error(transparent)]
+    Worker(#[from] nve_worker::WorkerError),
+    #[error("migrations: {0}")]
+    Migrations(#[from] sea_orm::DbErr),
+    #[error(
+        "{0} database migration(s) pending and auto-migrate is off in the `{1}` profile; run `nve migrate up` first (the runbook does this before a rollout)"
+    )]
+    PendingMigrations(usize, Profile),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// Exit status for the CLI: 3 for "migrate first", 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::PendingMigrations(..) => 3,
+            _ => 1,
+        }
+    }
+}
+
+pub struct Application {
+    acceptor: poem::listener::BoxAcceptor,
+    addr: SocketAddr,
+    app: BoxEndpoint<'static>,
+    grace: Duration,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(loaded: Loaded) -> Result<Self, StartError> {
+        let Loaded {
+            profile,
+            mut config,
+            ..
+        } = loaded;
+        if profile == Profile::Dev {
+            nve_config::ensure_dev_jwt_secret(&mut config).map_err(StartError::Secret)?;
+        }
+        let secret = config
+            .auth
+            .jwt_secret
+            .clone()
+            .ok_or(StartError::MissingSecret)?;
+
+        let db = nve_worker::db::connect(&config).await?;
+        let pending = Migrator::get_pending_migrations(&db).await?.len();
+        if pending > 0 {
+            if config.database.auto_migrate {
+                tracing::info!(pending, "applying database migrations");
+                Migrator::up(&db, None).await?;
+            } else {
+                return Err(StartError::PendingMigrations(pending, profile));
+            }
+        }
+        let storage = LocalStorage::open(config.storage_path())?;
+
+        // Surface a missing plugin at boot; /readyz keeps reporting it until it is installed.
+        match tokio::task::spawn_blocking(nve_pipelines::elements::inventory).await {
+            Ok(Ok(inv)) => match inv.missing_summary() {
+                Some(missing) => tracing::warn!(%missing, "GStreamer is incomplete"),
+                None => tracing::info!(version = %inv.version, "GStreamer ready"),
+            },
+            Ok(Err(e)) => tracing::warn!(error = %e, "GStreamer unavailable"),
+            Err(e) => tracing::warn!(error = %e, "GStreamer check panicked"),
+        }
+
+        let service = routes::service(config.server.public_url.as_deref());
+        let route_map = routes::route_templates(&service.spec());
+        let state = AppState {
+            db,
+            jwt: Arc::new(
+                JwtKeys::new(
+                    secret.expose().as_bytes(),
+                    &config.auth.jwt_issuer,
+                    &config.auth.jwt_audience,
+                    config.auth.access_token_ttl_secs,
+                )
+                .map_err(StartError::Jwt)?,
+            ),
+            limiter: Arc::new(RateLimiter::default()),
+            storage,
+            routes: Arc::new(route_map),
+            profile,
+            config: Arc::new(config),
+        };
+
+        let mut route = Route::new()
+            .at("/healthz", get(routes::ops::healthz))
+            .at("/readyz", get(routes::ops::readyz))
+            .at("/metrics", get(routes::ops::metrics))
+            .at("/openapi.json", service.spec_endpoint());
+        if state.config.server.docs {
+            route = route.nest("/docs", service.swagger_ui());
+        }
+        let route = crate::ui::mount(route.nest("/v1", service), &state.config);
+        let app = route
+            .with(ProblemMiddleware)
+            .with(RequestContext)
+            .data(state.clone())
+            .boxed();
+
+        let bind = state.config.server.bind.clone();
+        let acceptor = TcpListener::bind(bind.clone())
+            .into_acceptor()
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: bind.clone(),
+                source,
+            })?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| StartError::Bind {
+                addr: bind,
+                source: std::io::Error::other("listener has no socket address"),
+            })?;
+        crate::metrics::handle();
+        Ok(Self {
+            acceptor: acceptor.boxed(),
+            addr,
+            app,
+            grace: Duration::from_secs(state.config.server.shutdown_grace_secs),
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests the
+    /// configured grace period.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        tracing::info!(addr = %self.addr, profile = %self.state.profile, "nve listening");
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.app, shutdown, Some(self.grace))
+            .await
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; draining in-flight requests");
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    nve_api::cli::main()
+}

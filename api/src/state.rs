@@ -1,0 +1,23 @@
+//! What every handler shares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use nve_config::{Config, Profile};
+use nve_worker::storage::LocalStorage;
+use sea_orm::DatabaseConnection;
+
+use crate::auth::limiter::RateLimiter;
+use crate::auth::tokens::JwtKeys;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub config: Arc<Config>,
+    pub profile: Profile,
+    pub jwt: Arc<JwtKeys>,
+    pub limiter: Arc<RateLimiter>,
+    pub storage: LocalStorage,
+    /// OpenAPI operation id -> route template (`/v1/projects/{id}`), for metric labels.
+    pub routes: Arc<HashMap<String, String>>,
+}

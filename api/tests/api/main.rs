@@ -1,0 +1,10 @@
+//! Integration tests: the real server on a free port against a fresh SQLite file or a fresh
+//! PostgreSQL database per test, driven over HTTP.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod ops;
+mod projects;

@@ -1,0 +1,159 @@
+//! Checks that need more than types: each returns a problem line naming the key and its env var.
+
+use std::net::SocketAddr;
+
+use crate::{Config, Profile, QueueBackend};
+
+pub(crate) const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Values that appear in our own example files; a deployment that kept one has no secret at all.
+const KNOWN_PLACEHOLDER_SECRETS: &[&str] = &[
+    "change-me-to-a-random-string-of-at-least-32-bytes",
+    "changeme",
+    "secret",
+];
+
+pub(crate) fn validate(c: &Config, profile: Profile) -> Vec<String> {
+    let mut p = Vec::new();
+
+    if c.server.bind.parse::<SocketAddr>().is_err() {
+        p.push(format!(
+            "server.bind (NVE_SERVER__BIND): `{}` is not an address like 127.0.0.1:8080",
+            c.server.bind
+        ));
+    }
+    if let Some(public) = &c.server.public_url {
+        match url::Url::parse(public) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => p.push(format!(
+                "server.public_url (NVE_SERVER__PUBLIC_URL): `{public}` is not an http(s) URL"
+            )),
+        }
+    }
+    if !(1024..=64 * 1024 * 1024).contains(&c.server.max_json_body_bytes) {
+        p.push(format!(
+            "server.max_json_body_bytes (NVE_SERVER__MAX_JSON_BODY_BYTES): {} is outside 1024..=67108864",
+            c.server.max_json_body_bytes
+        ));
+    }
+    if c.server.shutdown_grace_secs > 3600 {
+        p.push(format!(
+            "server.shutdown_grace_secs (NVE_SERVER__SHUTDOWN_GRACE_SECS): {} is more than an hour",
+            c.server.shutdown_grace_secs
+        ));
+    }
+
+    match &c.database.url {
+        Some(url) => match url::Url::parse(url.expose()) {
+            Ok(u) if matches!(u.scheme(), "sqlite" | "postgres" | "postgresql") => {}
+            Ok(u) => p.push(format!(
+                "database.url (NVE_DATABASE__URL): scheme `{}` is not supported; use sqlite:// or postgres://",
+                u.scheme()
+            )),
+            Err(e) => p.push(format!(
+                "database.url (NVE_DATABASE__URL): not a valid URL ({e})"
+            )),
+        },
+        None if profile.is_strict() => p.push(format!(
+            "database.url (NVE_DATABASE__URL): required in the `{profile}` profile (e.g. postgres://nve:…@db:5432/nve)"
+        )),
+        None => {}
+    }
+    if !(1..=1000).contains(&c.database.max_connections) {
+        p.push(format!(
+            "database.max_connections (NVE_DATABASE__MAX_CONNECTIONS): {} is outside 1..=1000",
+            c.database.max_connections
+        ));
+    }
+
+    match &c.auth.jwt_secret {
+        Some(secret) => {
+            if secret.expose().len() < MIN_JWT_SECRET_BYTES {
+                p.push(format!(
+                    "auth.jwt_secret (NVE_AUTH__JWT_SECRET): shorter than {MIN_JWT_SECRET_BYTES} bytes"
+                ));
+            }
+            if profile.is_strict()
+                && KNOWN_PLACEHOLDER_SECRETS
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(secret.expose()))
+            {
+                p.push(
+                    "auth.jwt_secret (NVE_AUTH__JWT_SECRET): still the example value; generate one (openssl rand -hex 32)"
+                        .to_owned(),
+                );
+            }
+        }
+        None if profile.is_strict() => p.push(format!(
+            "auth.jwt_secret (NVE_AUTH__JWT_SECRET): required in the `{profile}` profile, at least {MIN_JWT_SECRET_BYTES} bytes"
+        )),
+        None => {}
+    }
+    if c.auth.jwt_issuer.trim().is_empty() {
+        p.push("auth.jwt_issuer (NVE_AUTH__JWT_ISSUER): must not be empty".to_owned());
+    }
+    if c.auth.jwt_audience.trim().is_empty() {
+        p.push("auth.jwt_audience (NVE_AUTH__JWT_AUDIENCE): must not be empty".to_owned());
+    }
+    if !(30..=86_400).contains(&c.auth.access_token_ttl_secs) {
+        p.push(format!(
+            "auth.access_token_ttl_secs (NVE_AUTH__ACCESS_TOKEN_TTL_SECS): {} is outside 30..=86400",
+            c.auth.access_token_ttl_secs
+        ));
+    }
+    if c.auth.refresh_token_ttl_secs < c.auth.access_token_ttl_secs
+        || c.auth.refresh_token_ttl_secs > 365 * 86_400
+    {
+        p.push(format!(
+            "auth.refresh_token_ttl_secs (NVE_AUTH__REFRESH_TOKEN_TTL_SECS): {} must be at least the access token lifetime and at most a year",
+            c.auth.refresh_token_ttl_secs
+        ));
+    }
+    if c.auth.login_attempts_per_minute == 0 {
+        p.push(
+            "auth.login_attempts_per_minute (NVE_AUTH__LOGIN_ATTEMPTS_PER_MINUTE): must be at least 1"
+                .to_owned(),
+        );
+    }
+    if c.auth.api_key_creations_per_minute == 0 {
+        p.push(
+            "auth.api_key_creations_per_minute (NVE_AUTH__API_KEY_CREATIONS_PER_MINUTE): must be at least 1"
+                .to_owned(),
+        );
+    }
+
+    match (&c.queue.backend, &c.queue.redis_url) {
+        (QueueBackend::Redis, None) => p.push(
+            "queue.redis_url (NVE_QUEUE__REDIS_URL): required when queue.backend = \"redis\""
+                .to_owned(),
+        ),
+        (_, Some(url)) => match url::Url::parse(url.expose()) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") => {}
+            _ => p.push(
+                "queue.redis_url (NVE_QUEUE__REDIS_URL): not a redis:// or rediss:// URL"
+                    .to_owned(),
+            ),
+        },
+        _ => {}
+    }
+    if c.queue.redis_prefix.is_empty()
+        || !c
+            .queue
+            .redis_prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | ':' | '.'))
+    {
+        p.push(
+            "queue.redis_prefix (NVE_QUEUE__REDIS_PREFIX): use letters, digits, '-', '_', ':' or '.'"
+                .to_owned(),
+        );
+    }
+
+    if c.log.level.trim().is_empty() {
+        p.push("log.level (NVE_LOG__LEVEL): must not be empty (e.g. `info`)".to_owned());
+    }
+    if c.data_dir.as_os_str().is_empty() {
+        p.push("data_dir (NVE_DATA_DIR): must not be empty".to_owned());
+    }
+    p
+}

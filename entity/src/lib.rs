@@ -1,0 +1,8 @@
+//! SeaORM entities: the database's shape, nothing else. Domain types live in `nve-pipelines`
+//! and the API crate; these never appear in the HTTP schema.
+
+pub mod api_keys;
+pub mod project_members;
+pub mod projects;
+pub mod sessions;
+pub mod users;

@@ -1,0 +1,15 @@
+//! Schema migrations, append-only: one dated module per change, never edited once applied.
+//! Every migration must run on both PostgreSQL and SQLite.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261130_000001_accounts_projects;
+
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261130_000001_accounts_projects::Migration)]
+    }
+}

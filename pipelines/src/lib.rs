@@ -1,0 +1,4 @@
+//! The media domain of nve. Knows nothing of HTTP, databases or queues.
+
+pub mod elements;
+pub mod timeline;

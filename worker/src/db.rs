@@ -1,0 +1,35 @@
+//! Database connections for both backends.
+
+use std::time::Duration;
+
+use nve_config::Config;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+use crate::WorkerError;
+
+/// Opens the configured database. SQLite gets WAL (readers never block the writer) with
+/// `synchronous=NORMAL`, which is durable across process crashes in WAL mode, a busy timeout
+/// so concurrent writers queue instead of failing, and enforced foreign keys.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, WorkerError> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        // The embedded database lives in the data directory, which may not exist on first start.
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| WorkerError::Storage {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    }
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(config.database.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Ok(Database::connect(opts).await?)
+}

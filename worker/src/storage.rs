@@ -1,0 +1,84 @@
+//! Media storage. The embedded mode keeps blobs in a local directory; object storage arrives
+//! with media ingest behind the same type.
+
+use std::path::{Path, PathBuf};
+
+use crate::WorkerError;
+
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// Creates the root directory if needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, WorkerError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|source| WorkerError::Storage {
+            path: root.display().to_string(),
+            source,
+        })?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Proves the directory accepts writes (full disk, read-only mount, lost permissions) by
+    /// writing, syncing and removing a probe file.
+    pub async fn check_writable(&self) -> Result<(), WorkerError> {
+        let probe = self
+            .root
+            .join(format!(".readyz-{}", uuid::Uuid::new_v4().simple()));
+        let err = |source| WorkerError::Storage {
+            path: self.root.display().to_string(),
+            source,
+        };
+        let file = tokio::fs::File::create(&probe).await.map_err(err)?;
+        let result = async {
+            use tokio::io::AsyncWriteExt;
+            let mut file = file;
+            file.write_all(b"ok").await?;
+            file.sync_all().await
+        }
+        .await;
+        let removed = tokio::fs::remove_file(&probe).await;
+        result.map_err(err)?;
+        removed.map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writable_directory_passes_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = LocalStorage::open(dir.path().join("media")).expect("open");
+        storage.check_writable().await.expect("writable");
+        let leftovers = std::fs::read_dir(storage.root()).expect("list").count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn read_only_directory_fails() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = LocalStorage::open(dir.path()).expect("open");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555))
+            .expect("chmod");
+        let result = storage.check_writable().await;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        // root bypasses directory permissions; the check is only meaningful for other users.
+        let is_root = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+        if !is_root {
+            assert!(result.is_err());
+        }
+    }
+}
