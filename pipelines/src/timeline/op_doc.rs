@@ -1,0 +1,615 @@
+//! Wire form of edit operations: the same ops as [`Op`], with times in seconds and colours as
+//! strings, mirroring [`super::doc`]. Convert with [`Timeline::op_from_doc`] against the version
+//! the op will be applied to: its frame rate decides the grid the seconds snap to (all ops of a
+//! batch use that one rate, even after a frame-rate change inside the batch).
+
+use serde::{Deserialize, Serialize};
+
+use super::doc::{
+    AudioDoc, ClipDoc, FrameRateDoc, Intake, KeyframeDoc, Outlet, SourceDoc, TimelineDoc, TrackDoc,
+    TransitionDoc, dedup_paths,
+};
+use super::model::{Keyframe, Rgba, Timeline, Transform, TransitionKind};
+use super::ops::{ClipPatch, EditError, Op, OutputPatch, TrackPatch};
+use super::validate::{Code, Context, ValidationErrors};
+
+/// Clip properties to change (seconds); see [`ClipPatch`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClipPatchDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_point: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects: Option<Vec<super::model::Effect>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyframes: Option<Vec<KeyframeDoc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputPatchDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_rate: Option<FrameRateDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
+}
+
+/// An edit as posted by API callers. Field meanings are those of [`Op`]'s variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OpDoc {
+    /// `index` defaults to the top of the stack.
+    AddTrack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        index: Option<usize>,
+        track: TrackDoc,
+    },
+    RemoveTrack {
+        track_id: String,
+    },
+    MoveTrack {
+        track_id: String,
+        index: usize,
+    },
+    SetTrack {
+        track_id: String,
+        patch: TrackPatch,
+    },
+    AddClip {
+        track_id: String,
+        clip: ClipDoc,
+    },
+    RemoveClip {
+        clip_id: String,
+    },
+    MoveClip {
+        clip_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        track_id: Option<String>,
+        start: f64,
+    },
+    TrimStart {
+        clip_id: String,
+        start: f64,
+    },
+    TrimEnd {
+        clip_id: String,
+        end: f64,
+    },
+    SplitClip {
+        clip_id: String,
+        at: f64,
+        new_id: String,
+    },
+    DuplicateClip {
+        clip_id: String,
+        new_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        track_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<f64>,
+    },
+    SetClip {
+        clip_id: String,
+        patch: ClipPatchDoc,
+    },
+    AddTransition {
+        transition: TransitionDoc,
+    },
+    RemoveTransition {
+        from: String,
+        to: String,
+    },
+    SetTransition {
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<TransitionKind>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<f64>,
+    },
+    SetOutput {
+        patch: OutputPatchDoc,
+    },
+    RippleDelete {
+        clip_id: String,
+    },
+    RippleTrimEnd {
+        clip_id: String,
+        end: f64,
+    },
+    ShiftClips {
+        clip_ids: Vec<String>,
+        delta: f64,
+    },
+    Batch {
+        ops: Vec<OpDoc>,
+    },
+    ReplaceTimeline {
+        timeline: TimelineDoc,
+    },
+}
+
+impl Timeline {
+    /// Converts a wire op to a domain op on this document's frame grid. Malformed values (bad
+    /// colours, non-finite times, out-of-range speed) give `invalid-input` with every problem;
+    /// whether the op makes sense against the document is [`Timeline::apply`]'s business.
+    pub fn op_from_doc(&self, d: &OpDoc, cx: &Context<'_>) -> Result<Op, EditError> {
+        let mut errs = ValidationErrors::default();
+        let mut intake = Intake {
+            rate: self.rate(),
+            strict_grid: cx.limits.strict_grid,
+            errs: &mut errs,
+        };
+        let op = convert(self, d, "", cx, &mut intake);
+        if errs.is_empty() {
+            Ok(op)
+        } else {
+            Err(EditError::InvalidInput(dedup_paths(errs)))
+        }
+    }
+
+    /// The wire form of `op`, an op meant for (or produced against) this document.
+    pub fn op_to_doc(&self, op: &Op) -> OpDoc {
+        to_doc(&Outlet { rate: self.rate() }, op)
+    }
+}
+
+fn convert(tl: &Timeline, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'_>) -> Op {
+    match d {
+        OpDoc::AddTrack { index, track } => {
+            let track = i.track(&format!("{p}/track"), String::new(), track);
+            Op::AddTrack {
+                index: index.unwrap_or(tl.tracks.len()),
+                track,
+            }
+        }
+        OpDoc::RemoveTrack { track_id } => Op::RemoveTrack {
+            track_id: track_id.clone(),
+        },
+        OpDoc::MoveTrack { track_id, index } => Op::MoveTrack {
+            track_id: track_id.clone(),
+            index: *index,
+        },
+        OpDoc::SetTrack { track_id, patch } => Op::SetTrack {
+            track_id: track_id.clone(),
+            patch: patch.clone(),
+        },
+        OpDoc::AddClip { track_id, clip } => Op::AddClip {
+            track_id: track_id.clone(),
+            clip: i.clip(&format!("{p}/clip"), clip),
+        },
+        OpDoc::RemoveClip { clip_id } => Op::RemoveClip {
+            clip_id: clip_id.clone(),
+        },
+        OpDoc::MoveClip {
+            clip_id,
+            track_id,
+            start,
+        } => Op::MoveClip {
+            clip_id: clip_id.clone(),
+            track_id: track_id.clone(),
+            start: i.time(&format!("{p}/start"), *start),
+        },
+        OpDoc::TrimStart { clip_id, start } => Op::TrimStart {
+            clip_id: clip_id.clone(),
+            start: i.time(&format!("{p}/start"), *start),
+        },
+        OpDoc::TrimEnd { clip_id, end } => Op::TrimEnd {
+            clip_id: clip_id.clone(),
+            end: i.time(&format!("{p}/end"), *end),
+        },
+        OpDoc::SplitClip {
+            clip_id,
+            at,
+            new_id,
+        } => Op::SplitClip {
+            clip_id: clip_id.clone(),
+            at: i.time(&format!("{p}/at"), *at),
+            new_id: new_id.clone(),
+        },
+        OpDoc::DuplicateClip {
+            clip_id,
+            new_id,
+            track_id,
+            start,
+        } => Op::DuplicateClip {
+            clip_id: clip_id.clone(),
+            new_id: new_id.clone(),
+            track_id: track_id.clone(),
+            start: start.map(|s| i.time(&format!("{p}/start"), s)),
+        },
+        OpDoc::SetClip { clip_id, patch } => Op::SetClip {
+            clip_id: clip_id.clone(),
+            patch: clip_patch(patch, &format!("{p}/patch"), i),
+        },
+        OpDoc::AddTransition { transition } => Op::AddTransition {
+            transition: i.transition(&format!("{p}/transition"), transition),
+        },
+        OpDoc::RemoveTransition { from, to } => Op::RemoveTransition {
+            from: from.clone(),
+            to: to.clone(),
+        },
+        OpDoc::SetTransition {
+            from,
+            to,
+            kind,
+            duration,
+        } => Op::SetTransition {
+            from: from.clone(),
+            to: to.clone(),
+            kind: *kind,
+            duration: duration.map(|s| i.time(&format!("{p}/duration"), s)),
+        },
+        OpDoc::SetOutput { patch } => Op::SetOutput {
+            patch: output_patch(patch, &format!("{p}/patch"), i),
+        },
+        OpDoc::RippleDelete { clip_id } => Op::RippleDelete {
+            clip_id: clip_id.clone(),
+        },
+        OpDoc::RippleTrimEnd { clip_id, end } => Op::RippleTrimEnd {
+            clip_id: clip_id.clone(),
+            end: i.time(&format!("{p}/end"), *end),
+        },
+        OpDoc::ShiftClips { clip_ids, delta } => Op::ShiftClips {
+            clip_ids: clip_ids.clone(),
+            delta: i.time(&format!("{p}/delta"), *delta),
+        },
+        OpDoc::Batch { ops } => Op::Batch {
+            ops: ops
+                .iter()
+                .enumerate()
+                .map(|(n, o)| convert(tl, o, &format!("{p}/ops/{n}"), cx, i))
+                .collect(),
+        },
+        OpDoc::ReplaceTimeline { timeline } => match Timeline::from_doc(timeline, cx) {
+            Ok(t) => Op::ReplaceTimeline {
+                timeline: Box::new(t),
+            },
+            Err(errs) => {
+                for e in errs.0 {
+                    i.errs
+                        .push(format!("{p}/timeline{}", e.path), e.code, e.message);
+                }
+                Op::Batch { ops: Vec::new() }
+            }
+        },
+    }
+}
+
+fn clip_patch(d: &ClipPatchDoc, p: &str, i: &mut Intake<'_>) -> ClipPatch {
+    let mut time = |name: &str, v: Option<f64>| v.map(|s| i.time(&format!("{p}/{name}"), s));
+    let start = time("start", d.start);
+    let in_point = time("in_point", d.in_point);
+    let duration = time("duration", d.duration);
+    ClipPatch {
+        source: d
+            .source
+            .as_ref()
+            .map(|s| i.source(&format!("{p}/source"), s)),
+        start,
+        in_point,
+        duration,
+        speed: d.speed.map(|v| i.speed(&format!("{p}/speed"), v)),
+        reverse: d.reverse,
+        transform: d.transform,
+        audio: d.audio.as_ref().map(|a| i.audio(&format!("{p}/audio"), a)),
+        effects: d.effects.clone(),
+        keyframes: d.keyframes.as_ref().map(|ks| {
+            ks.iter()
+                .enumerate()
+                .map(|(n, k)| Keyframe {
+                    property: k.property,
+                    time: i.time(&format!("{p}/keyframes/{n}/time"), k.time),
+                    value: k.value,
+                    interpolation: k.interpolation,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn output_patch(d: &OutputPatchDoc, p: &str, i: &mut Intake<'_>) -> OutputPatch {
+    let frame_rate = d.frame_rate.map(|r| {
+        r.to_rate().unwrap_or_else(|| {
+            i.errs.push(
+                format!("{p}/frame_rate"),
+                Code::BadFrameRate,
+                "frame rate must be num/den with 1..=240 fps",
+            );
+            i.rate
+        })
+    });
+    let channels = d.channels.map(|c| {
+        u8::try_from(c).unwrap_or_else(|_| {
+            i.errs.push(
+                format!("{p}/channels"),
+                Code::OutOfRange,
+                format!("{c} is outside 1..=8"),
+            );
+            2
+        })
+    });
+    OutputPatch {
+        width: d.width,
+        height: d.height,
+        frame_rate,
+        sample_rate: d.sample_rate,
+        channels,
+        background: d
+            .background
+            .as_ref()
+            .map(|c| i.color(&format!("{p}/background"), c)),
+    }
+}
+
+fn to_doc(o: &Outlet, op: &Op) -> OpDoc {
+    match op {
+        Op::AddTrack { index, track } => OpDoc::AddTrack {
+            index: Some(*index),
+            track: o.track(track),
+        },
+        Op::RemoveTrack { track_id } => OpDoc::RemoveTrack {
+            track_id: track_id.clone(),
+        },
+        Op::MoveTrack { track_id, index } => OpDoc::MoveTrack {
+            track_id: track_id.clone(),
+            index: *index,
+        },
+        Op::SetTrack { track_id, patch } => OpDoc::SetTrack {
+            track_id: track_id.clone(),
+            patch: patch.clone(),
+        },
+        Op::AddClip { track_id, clip } => OpDoc::AddClip {
+            track_id: track_id.clone(),
+            clip: o.clip(clip),
+        },
+        Op::RemoveClip { clip_id } => OpDoc::RemoveClip {
+            clip_id: clip_id.clone(),
+        },
+        Op::MoveClip {
+            clip_id,
+            track_id,
+            start,
+        } => OpDoc::MoveClip {
+            clip_id: clip_id.clone(),
+            track_id: track_id.clone(),
+            start: o.s(*start),
+        },
+        Op::TrimStart { clip_id, start } => OpDoc::TrimStart {
+            clip_id: clip_id.clone(),
+            start: o.s(*start),
+        },
+        Op::TrimEnd { clip_id, end } => OpDoc::TrimEnd {
+            clip_id: clip_id.clone(),
+            end: o.s(*end),
+        },
+        Op::SplitClip {
+            clip_id,
+            at,
+            new_id,
+        } => OpDoc::SplitClip {
+            clip_id: clip_id.clone(),
+            at: o.s(*at),
+            new_id: new_id.clone(),
+        },
+        Op::DuplicateClip {
+            clip_id,
+            new_id,
+            track_id,
+            start,
+        } => OpDoc::DuplicateClip {
+            clip_id: clip_id.clone(),
+            new_id: new_id.clone(),
+            track_id: track_id.clone(),
+            start: start.map(|f| o.s(f)),
+        },
+        Op::SetClip { clip_id, patch } => OpDoc::SetClip {
+            clip_id: clip_id.clone(),
+            patch: ClipPatchDoc {
+                source: patch.source.as_ref().map(|s| o.source(s)),
+                start: patch.start.map(|f| o.s(f)),
+                in_point: patch.in_point.map(|f| o.s(f)),
+                duration: patch.duration.map(|f| o.s(f)),
+                speed: patch.speed.map(|s| s.as_f64()),
+                reverse: patch.reverse,
+                transform: patch.transform,
+                audio: patch.audio.as_ref().map(|a| o.audio(a)),
+                effects: patch.effects.clone(),
+                keyframes: patch.keyframes.as_ref().map(|ks| {
+                    ks.iter()
+                        .map(|k| KeyframeDoc {
+                            property: k.property,
+                            time: o.s(k.time),
+                            value: k.value,
+                            interpolation: k.interpolation,
+                        })
+                        .collect()
+                }),
+            },
+        },
+        Op::AddTransition { transition } => OpDoc::AddTransition {
+            transition: o.transition(transition),
+        },
+        Op::RemoveTransition { from, to } => OpDoc::RemoveTransition {
+            from: from.clone(),
+            to: to.clone(),
+        },
+        Op::SetTransition {
+            from,
+            to,
+            kind,
+            duration,
+        } => OpDoc::SetTransition {
+            from: from.clone(),
+            to: to.clone(),
+            kind: *kind,
+            duration: duration.map(|f| o.s(f)),
+        },
+        Op::SetOutput { patch } => OpDoc::SetOutput {
+            patch: OutputPatchDoc {
+                width: patch.width,
+                height: patch.height,
+                frame_rate: patch.frame_rate.map(FrameRateDoc::from_rate),
+                sample_rate: patch.sample_rate,
+                channels: patch.channels.map(u32::from),
+                background: patch.background.map(|c: Rgba| c.to_string()),
+            },
+        },
+        Op::RippleDelete { clip_id } => OpDoc::RippleDelete {
+            clip_id: clip_id.clone(),
+        },
+        Op::RippleTrimEnd { clip_id, end } => OpDoc::RippleTrimEnd {
+            clip_id: clip_id.clone(),
+            end: o.s(*end),
+        },
+        Op::ShiftClips { clip_ids, delta } => OpDoc::ShiftClips {
+            clip_ids: clip_ids.clone(),
+            delta: o.s(*delta),
+        },
+        Op::Batch { ops } => OpDoc::Batch {
+            ops: ops.iter().map(|x| to_doc(o, x)).collect(),
+        },
+        Op::ReplaceTimeline { timeline } => OpDoc::ReplaceTimeline {
+            timeline: timeline.to_doc(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::fixtures::{cx, sample};
+    use crate::timeline::{Frames, Rate};
+
+    #[test]
+    fn wire_ops_snap_with_the_document_rate() {
+        let tl = sample();
+        let doc: OpDoc = serde_json::from_str(
+            r#"{"type": "split_clip", "clip_id": "c", "at": 5.51, "new_id": "c2"}"#,
+        )
+        .unwrap_or(OpDoc::Batch { ops: vec![] });
+        let op = tl.op_from_doc(&doc, &cx());
+        assert_eq!(
+            op,
+            Ok(Op::SplitClip {
+                clip_id: "c".into(),
+                at: Frames(165),
+                new_id: "c2".into()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_wire_ops_report_every_problem() {
+        let tl = sample();
+        let doc = OpDoc::Batch {
+            ops: vec![
+                OpDoc::TrimEnd {
+                    clip_id: "c".into(),
+                    end: f64::INFINITY,
+                },
+                OpDoc::SetClip {
+                    clip_id: "c".into(),
+                    patch: ClipPatchDoc {
+                        speed: Some(0.0),
+                        ..ClipPatchDoc::default()
+                    },
+                },
+                OpDoc::SetOutput {
+                    patch: OutputPatchDoc {
+                        background: Some("red".into()),
+                        channels: Some(300),
+                        ..OutputPatchDoc::default()
+                    },
+                },
+            ],
+        };
+        let e = tl.op_from_doc(&doc, &cx());
+        let errs = match e {
+            Err(EditError::InvalidInput(errs)) => errs,
+            other => panic!("{other:?}"),
+        };
+        assert!(errs.has("/ops/0/end", Code::BadTime), "{errs}");
+        assert!(errs.has("/ops/1/patch/speed", Code::OutOfRange));
+        assert!(errs.has("/ops/2/patch/background", Code::BadColor));
+        assert!(errs.has("/ops/2/patch/channels", Code::OutOfRange));
+    }
+
+    #[test]
+    fn ops_round_trip_through_the_wire() {
+        let tl = sample();
+        let cx = cx();
+        let ops = [
+            Op::SplitClip {
+                clip_id: "c".into(),
+                at: Frames(170),
+                new_id: "c2".into(),
+            },
+            Op::RippleDelete {
+                clip_id: "b".into(),
+            },
+            Op::SetOutput {
+                patch: OutputPatch {
+                    frame_rate: Some(Rate::NTSC_29_97),
+                    ..OutputPatch::default()
+                },
+            },
+        ];
+        for op in ops {
+            let (_, inverse) = match tl.apply(&op, &cx) {
+                Ok(r) => r,
+                Err(e) => panic!("{e}"),
+            };
+            for o in [op.clone(), inverse] {
+                let wire = serde_json::to_string(&tl.op_to_doc(&o)).unwrap_or_default();
+                let parsed: OpDoc = match serde_json::from_str(&wire) {
+                    Ok(p) => p,
+                    Err(e) => panic!("{e}: {wire}"),
+                };
+                assert_eq!(tl.op_from_doc(&parsed, &cx), Ok(o));
+            }
+        }
+    }
+
+    #[test]
+    fn add_track_defaults_to_the_top() {
+        let tl = sample();
+        let doc: OpDoc =
+            serde_json::from_str(r#"{"type": "add_track", "track": {"kind": "overlay"}}"#)
+                .unwrap_or(OpDoc::Batch { ops: vec![] });
+        let op = tl
+            .op_from_doc(&doc, &cx())
+            .unwrap_or(Op::Batch { ops: vec![] });
+        let Op::AddTrack { index, .. } = &op else {
+            panic!("{op:?}")
+        };
+        assert_eq!(*index, 3);
+        assert!(
+            matches!(tl.apply(&op, &cx()), Err(EditError::InvalidResult(_))),
+            "empty id"
+        );
+    }
+}
