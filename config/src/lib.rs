@@ -733,6 +733,35 @@ jwt_secret = "0123456789abcdef0123456789abcdef-staging"
     }
 
     #[test]
+    fn the_example_file_is_valid_and_complete() {
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../nve.example.toml");
+        let opts = LoadOptions {
+            file: Some(example.clone()),
+            ..Default::default()
+        };
+        let dev = load_from(&opts, &env(&[])).expect("example is valid in dev");
+        assert_eq!(dev.config.log.format, LogFormat::Pretty);
+        // Every key of the tree is documented in the example, commented out or not.
+        let text = std::fs::read_to_string(&example).expect("read example");
+        fn leaves(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+            match v.as_object() {
+                Some(map) => {
+                    for (k, child) in map {
+                        let p = if path.is_empty() { k.clone() } else { format!("{path}__{k}") };
+                        leaves(child, &p, out);
+                    }
+                }
+                None => out.push(format!("NVE_{}", path.to_ascii_uppercase())),
+            }
+        }
+        let mut keys = Vec::new();
+        leaves(&Config::defaults(Profile::Dev).redacted_json(), "", &mut keys);
+        for key in keys {
+            assert!(text.contains(&key), "{key} is not documented in nve.example.toml");
+        }
+    }
+
+    #[test]
     fn dev_secret_is_generated_once_and_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::defaults(Profile::Dev);
