@@ -747,7 +747,11 @@ jwt_secret = "0123456789abcdef0123456789abcdef-staging"
             match v.as_object() {
                 Some(map) => {
                     for (k, child) in map {
-                        let p = if path.is_empty() { k.clone() } else { format!("{path}__{k}") };
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}__{k}")
+                        };
                         leaves(child, &p, out);
                     }
                 }
@@ -755,9 +759,16 @@ jwt_secret = "0123456789abcdef0123456789abcdef-staging"
             }
         }
         let mut keys = Vec::new();
-        leaves(&Config::defaults(Profile::Dev).redacted_json(), "", &mut keys);
+        leaves(
+            &Config::defaults(Profile::Dev).redacted_json(),
+            "",
+            &mut keys,
+        );
         for key in keys {
-            assert!(text.contains(&key), "{key} is not documented in nve.example.toml");
+            assert!(
+                text.contains(&key),
+                "{key} is not documented in nve.example.toml"
+            );
         }
     }
 
