@@ -10,14 +10,17 @@ use nve_migration::{Migrator, MigratorTrait};
 use nve_worker::storage::LocalStorage;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
-use poem::{EndpointExt, Route, Server, get};
+use poem::{EndpointExt, IntoEndpoint, Route, Server, get};
 
 use crate::auth::limiter::RateLimiter;
 use crate::auth::tokens::JwtKeys;
+use crate::collab::hub::Hub;
+use crate::collab::service::Collab;
 use crate::error::ProblemMiddleware;
 use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::RequestContext;
+use nve_pipelines::timeline::TimelineLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -99,6 +102,18 @@ impl Application {
             Err(e) => tracing::warn!(error = %e, "GStreamer check panicked"),
         }
 
+        // Distributed deployments fan events out through Redis; embedded ones in-process.
+        let hub = match (&config.queue.backend, &config.queue.redis_url) {
+            (nve_config::QueueBackend::Redis, Some(url)) => {
+                Hub::redis(url.expose(), &config.queue.redis_prefix)
+                    .await
+                    .map_err(|e| {
+                        StartError::Worker(nve_worker::WorkerError::Queue(e.to_string()))
+                    })?
+            }
+            _ => Hub::in_process(),
+        };
+        let collab = Collab::new(db.clone(), hub, TimelineLimits::default());
         let service = routes::service(config.server.public_url.as_deref());
         let route_map = routes::route_templates(&service.spec());
         let state = AppState {
@@ -114,6 +129,7 @@ impl Application {
             ),
             limiter: Arc::new(RateLimiter::default()),
             storage,
+            collab,
             routes: Arc::new(route_map),
             profile,
             config: Arc::new(config),
@@ -127,7 +143,11 @@ impl Application {
         if state.config.server.docs {
             route = route.nest("/docs", service.swagger_ui());
         }
-        let route = crate::ui::mount(route.nest("/v1", service), &state.config);
+        let v1 = crate::collab::live::V1 {
+            api: service.into_endpoint(),
+            live: crate::collab::live::live,
+        };
+        let route = crate::ui::mount(route.nest("/v1", v1), &state.config);
         let app = route
             .with(ProblemMiddleware)
             .with(RequestContext)

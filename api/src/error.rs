@@ -26,6 +26,11 @@ pub enum ErrorKind {
     Conflict,
     EmailTaken,
     LastOwner,
+    EditConflict,
+    InvalidEdit,
+    NothingToUndo,
+    VersionMismatch,
+    IfMatchRequired,
     RegistrationClosed,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -50,6 +55,11 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::EmailTaken => "email-taken",
             Self::LastOwner => "last-owner",
+            Self::EditConflict => "edit-conflict",
+            Self::InvalidEdit => "invalid-edit",
+            Self::NothingToUndo => "nothing-to-undo",
+            Self::VersionMismatch => "version-mismatch",
+            Self::IfMatchRequired => "if-match-required",
             Self::RegistrationClosed => "registration-closed",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
@@ -64,7 +74,10 @@ impl ErrorKind {
             Self::MalformedJson | Self::MissingBody | Self::InvalidParameter => {
                 StatusCode::BAD_REQUEST
             }
-            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ValidationFailed | Self::InvalidEdit => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::EditConflict | Self::NothingToUndo => StatusCode::CONFLICT,
+            Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
+            Self::IfMatchRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Unauthenticated | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
@@ -95,6 +108,11 @@ impl ErrorKind {
             Self::Conflict => "Conflict with the current state",
             Self::EmailTaken => "That e-mail address is already registered",
             Self::LastOwner => "A project must keep an owner",
+            Self::EditConflict => "The edit conflicts with changes made since its base version",
+            Self::InvalidEdit => "The edit cannot be applied",
+            Self::NothingToUndo => "Nothing to undo or redo",
+            Self::VersionMismatch => "The resource changed since the version you sent",
+            Self::IfMatchRequired => "An If-Match header is required",
             Self::RegistrationClosed => "Registration is closed",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "Unsupported content type",
@@ -159,6 +177,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[oai(skip_serializing_if_is_empty)]
     pub errors: Vec<FieldError>,
+    /// For timeline conflicts: the version the server is at now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
 }
 
 /// The API's error: a kind, a human detail, field errors, and (for 429) when to retry.
@@ -169,6 +190,7 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
+    pub current_version: Option<i64>,
 }
 
 impl ApiError {
@@ -178,7 +200,13 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after_secs: None,
+            current_version: None,
         }
+    }
+
+    pub fn with_version(mut self, version: i64) -> Self {
+        self.current_version = Some(version);
+        self
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -191,6 +219,7 @@ impl ApiError {
             detail,
             errors,
             retry_after_secs: None,
+            current_version: None,
         }
     }
 
@@ -231,7 +260,13 @@ impl ApiError {
             code: self.kind.code().to_owned(),
             request_id: req.map(|r| r.request_id.clone()),
             errors: self.errors.clone(),
+            current_version: self.current_version,
         }
+    }
+
+    /// The problem body as JSON, for channels other than an HTTP response (the WebSocket).
+    pub fn problem_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.problem(None)).unwrap_or_default()
     }
 
     pub fn to_response(&self, req: Option<&RequestInfo>) -> Response {
@@ -289,15 +324,17 @@ impl poem::error::ResponseError for ApiError {
 
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        let statuses: [(u16, &'static str); 11] = [
+        let statuses: [(u16, &'static str); 13] = [
             (400, "Malformed request: invalid JSON or parameter"),
             (401, "Missing, invalid or expired credentials"),
             (403, "The caller's role does not allow this"),
             (404, "Not found, or not visible to the caller"),
             (409, "Conflicts with the current state"),
+            (412, "The resource changed since the version in If-Match"),
             (413, "The request body is too large"),
             (415, "Unsupported content type"),
             (422, "Validation failed; see `errors`"),
+            (428, "If-Match is required"),
             (429, "Rate limited; see `Retry-After`"),
             (500, "Internal error"),
             (503, "A dependency is unavailable"),
@@ -484,6 +521,11 @@ mod tests {
             Conflict,
             EmailTaken,
             LastOwner,
+            EditConflict,
+            InvalidEdit,
+            NothingToUndo,
+            VersionMismatch,
+            IfMatchRequired,
             RegistrationClosed,
             PayloadTooLarge,
             UnsupportedMediaType,

@@ -113,6 +113,32 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Decodes an already-parsed JSON value (a part of a larger body) as `T`.
+pub fn decode_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
+    decode_value_at(value, "")
+}
+
+/// Like [`decode_value`], with field pointers prefixed by `pointer` (the value's place in the body).
+pub fn decode_value_at<T: DeserializeOwned>(
+    value: &serde_json::Value,
+    pointer: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let inner = to_pointer(&err.path().to_string());
+        let message = strip_position(&err.inner().to_string());
+        let code = field_code(&message);
+        let inner = match (code, backticked(&message)) {
+            ("required", Some(name)) => format!("{inner}/{name}"),
+            _ => inner,
+        };
+        ApiError::validation(vec![FieldError::new(
+            format!("{pointer}{inner}"),
+            code,
+            message,
+        )])
+    })
+}
+
 /// serde_path_to_error writes `a.b[0].c`; JSON pointers are `/a/b/0/c`.
 fn to_pointer(path: &str) -> String {
     if path == "." || path.is_empty() {

@@ -9,6 +9,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::limiter::RateLimiter;
 use crate::auth::tokens::JwtKeys;
+use crate::collab::service::Collab;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,6 +19,7 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
     pub storage: LocalStorage,
+    pub collab: Collab,
     /// OpenAPI operation id -> route template (`/v1/projects/{id}`), for metric labels.
     pub routes: Arc<HashMap<String, String>>,
 }

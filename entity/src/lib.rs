@@ -2,7 +2,10 @@
 //! and the API crate; these never appear in the HTTP schema.
 
 pub mod api_keys;
+pub mod edits;
 pub mod project_members;
 pub mod projects;
 pub mod sessions;
+pub mod snapshots;
+pub mod timelines;
 pub mod users;

@@ -4,12 +4,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261130_000001_accounts_projects;
+mod m20261130_000002_timelines;
 
 pub struct Migrator;
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261130_000001_accounts_projects::Migration)]
+        vec![
+            Box::new(m20261130_000001_accounts_projects::Migration),
+            Box::new(m20261130_000002_timelines::Migration),
+        ]
     }
 }

@@ -46,7 +46,7 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     Ok(principal)
 }
 
-async fn principal_for(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+pub(crate) async fn principal_for(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let (user_id, api_key_id) = match keys::prefix_of(token) {
         Some(prefix) => {
             let key = api_keys::Entity::find()

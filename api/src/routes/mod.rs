@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod ops;
 pub mod projects;
+pub mod timeline;
 
 use std::collections::HashMap;
 
@@ -16,6 +17,9 @@ pub enum ApiTags {
     ApiKeys,
     /// Projects and their members (owner, editor, viewer).
     Projects,
+    /// The project's timeline: document, edits, undo/redo, history and snapshots. Live
+    /// collaboration runs over the WebSocket `GET /v1/projects/{id}/live` (docs/api.md).
+    Timeline,
 }
 
 pub type Service = OpenApiService<
@@ -23,6 +27,7 @@ pub type Service = OpenApiService<
         accounts::AuthApi,
         accounts::ApiKeysApi,
         projects::ProjectsApi,
+        timeline::TimelineApi,
     ),
     (),
 >;
@@ -33,6 +38,7 @@ pub fn service(public_url: Option<&str>) -> Service {
             accounts::AuthApi,
             accounts::ApiKeysApi,
             projects::ProjectsApi,
+            timeline::TimelineApi,
         ),
         "native-video-editor API",
         env!("CARGO_PKG_VERSION"),

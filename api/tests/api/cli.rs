@@ -127,7 +127,7 @@ fn migrations_are_explicit_outside_dev() {
         .args(["migrate", "status"])
         .output()
         .expect("run");
-    assert!(String::from_utf8_lossy(&status.stdout).contains("0 applied, 1 pending"));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("0 applied, 2 pending"));
     let up = nve(dir.path(), &env)
         .args(["migrate", "up"])
         .output()
@@ -141,7 +141,7 @@ fn migrations_are_explicit_outside_dev() {
         .args(["migrate", "status"])
         .output()
         .expect("run");
-    assert!(String::from_utf8_lossy(&status.stdout).contains("1 applied, 0 pending"));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("2 applied, 0 pending"));
 
     // admin create-user reads the password from stdin; a duplicate fails.
     for expect_ok in [true, false] {
@@ -187,7 +187,7 @@ fn migrations_are_explicit_outside_dev() {
         .args(["migrate", "status"])
         .output()
         .expect("run");
-    assert!(String::from_utf8_lossy(&status.stdout).contains("0 applied, 1 pending"));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("1 applied, 1 pending"));
 }
 
 #[test]

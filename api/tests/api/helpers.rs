@@ -93,7 +93,7 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     // Dropped last: the server must be gone before its database.
-    _pg: Option<PgDatabase>,
+    _pg: Option<std::sync::Arc<PgDatabase>>,
 }
 
 impl Drop for TestApp {
@@ -114,6 +114,32 @@ pub async fn spawn_app(db: Db) -> TestApp {
 /// Starts the real application with configuration built the same way `nve serve` builds it,
 /// from `NVE_*` variables (passed explicitly, not through the process environment).
 pub async fn spawn_app_with(db: Db, extra_env: &[(&str, &str)]) -> TestApp {
+    let pg = match db {
+        Db::Postgres => Some(std::sync::Arc::new(PgDatabase::create().await)),
+        Db::Sqlite => None,
+    };
+    spawn_app_on(pg, extra_env).await
+}
+
+/// Two API replicas on one PostgreSQL database, fanning events out through Redis under a
+/// key prefix of their own: the distributed mode.
+pub async fn spawn_replicas() -> (TestApp, TestApp) {
+    let pg = std::sync::Arc::new(PgDatabase::create().await);
+    let prefix = format!("nve-test-{}", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("NVE_QUEUE__BACKEND", "redis"),
+        ("NVE_QUEUE__REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ("NVE_QUEUE__REDIS_PREFIX", prefix.as_str()),
+    ];
+    let a = spawn_app_on(Some(pg.clone()), &env).await;
+    let b = spawn_app_on(Some(pg), &env).await;
+    (a, b)
+}
+
+pub async fn spawn_app_on(
+    pg: Option<std::sync::Arc<PgDatabase>>,
+    extra_env: &[(&str, &str)],
+) -> TestApp {
     if std::env::var_os("NVE_TEST_LOG").is_some() {
         nve_api::telemetry::init(&nve_config::LogConfig {
             format: nve_config::LogFormat::Pretty,
@@ -121,10 +147,6 @@ pub async fn spawn_app_with(db: Db, extra_env: &[(&str, &str)]) -> TestApp {
         });
     }
     let data_dir = tempfile::tempdir().expect("tempdir");
-    let pg = match db {
-        Db::Postgres => Some(PgDatabase::create().await),
-        Db::Sqlite => None,
-    };
     let db_url = match &pg {
         Some(pg) => pg.url.clone(),
         None => format!(

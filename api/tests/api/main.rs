@@ -6,5 +6,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod cli;
+mod live;
 mod ops;
 mod projects;
+mod timeline;

@@ -71,7 +71,8 @@ pub struct Context<'a> {
     pub limits: &'a TimelineLimits,
     /// Asset id → facts about it; `None` when the asset does not exist (or is not usable by
     /// this caller).
-    pub assets: &'a dyn Fn(&str) -> Option<AssetInfo>,
+    // Sync so a Context can live across an await in a multi-threaded server.
+    pub assets: &'a (dyn Fn(&str) -> Option<AssetInfo> + Sync),
 }
 
 impl fmt::Debug for Context<'_> {

@@ -1,0 +1,5 @@
+//! Timeline storage, edits, history, and their real-time fan-out.
+
+pub mod hub;
+pub mod live;
+pub mod service;
