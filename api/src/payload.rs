@@ -40,22 +40,41 @@ impl<T: Type + DeserializeOwned + Send> ParsePayload for JsonBody<T> {
             .map(|s| s.config.server.max_json_body_bytes)
             .unwrap_or(1024 * 1024);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let bytes = body
-            .take()?
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => ApiError::new(
-                    ErrorKind::PayloadTooLarge,
-                    format!("JSON bodies are limited to {limit} bytes"),
-                ),
-                other => ApiError::new(
-                    ErrorKind::MalformedJson,
-                    format!("could not read the body: {other}"),
-                ),
-            })?;
+        let bytes = read_bounded(body.take()?, limit).await?;
         decode(&bytes).map(JsonBody).map_err(Into::into)
     }
+}
+
+/// Past the limit, this much more is read and discarded before answering 413, so a client
+/// still sending its body receives the answer instead of a connection reset.
+const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
+
+async fn read_bounded(body: poem::Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = std::pin::pin!(body.into_bytes_stream());
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                ErrorKind::MalformedJson,
+                format!("could not read the body: {e}"),
+            )
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > limit.saturating_add(DRAIN_LIMIT) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("JSON bodies are limited to {limit} bytes"),
+        ));
+    }
+    Ok(buf)
 }
 
 poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned + Send);

@@ -70,6 +70,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub storage: StorageConfig,
     pub media: MediaConfig,
+    pub timeline: TimelineConfig,
     pub log: LogConfig,
     pub ui: UiConfig,
 }
@@ -172,6 +173,22 @@ pub struct MediaConfig {
     pub experimental_codecs: bool,
 }
 
+/// Size limits of one timeline document, checked on every edit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineConfig {
+    pub max_tracks: usize,
+    /// Clips over all tracks.
+    pub max_clips: usize,
+    pub max_keyframes_per_clip: usize,
+    pub max_effects_per_clip: usize,
+    pub max_title_chars: usize,
+    /// No clip may end later than this many seconds.
+    pub max_duration_secs: u64,
+    /// Refuse times that are not on the frame grid instead of snapping them.
+    pub strict_grid: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -234,6 +251,15 @@ impl Config {
                 hardware_acceleration: HardwareAcceleration::Auto,
                 thumbnails: true,
                 experimental_codecs: false,
+            },
+            timeline: TimelineConfig {
+                max_tracks: 32,
+                max_clips: 2_000,
+                max_keyframes_per_clip: 256,
+                max_effects_per_clip: 8,
+                max_title_chars: 2_000,
+                max_duration_secs: 6 * 3600,
+                strict_grid: false,
             },
             log: LogConfig {
                 format: LogFormat::Json,
@@ -400,6 +426,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<String>) -> Option<Con
     let queue = section(figment, "queue", problems);
     let storage = section(figment, "storage", problems);
     let media = section(figment, "media", problems);
+    let timeline = section(figment, "timeline", problems);
     let log = section(figment, "log", problems);
     let ui = section(figment, "ui", problems);
     Some(Config {
@@ -410,6 +437,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<String>) -> Option<Con
         queue: queue?,
         storage: storage?,
         media: media?,
+        timeline: timeline?,
         log: log?,
         ui: ui?,
     })

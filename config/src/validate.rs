@@ -149,6 +149,28 @@ pub(crate) fn validate(c: &Config, profile: Profile) -> Vec<String> {
         );
     }
 
+    let t = &c.timeline;
+    for (key, value, max) in [
+        ("max_tracks", t.max_tracks, 1_000),
+        ("max_clips", t.max_clips, 100_000),
+        ("max_keyframes_per_clip", t.max_keyframes_per_clip, 100_000),
+        ("max_effects_per_clip", t.max_effects_per_clip, 100),
+        ("max_title_chars", t.max_title_chars, 100_000),
+    ] {
+        if value == 0 || value > max {
+            p.push(format!(
+                "timeline.{key} (NVE_TIMELINE__{}): {value} is outside 1..={max}",
+                key.to_ascii_uppercase()
+            ));
+        }
+    }
+    if !(1..=48 * 3600).contains(&t.max_duration_secs) {
+        p.push(format!(
+            "timeline.max_duration_secs (NVE_TIMELINE__MAX_DURATION_SECS): {} is outside 1..=172800",
+            t.max_duration_secs
+        ));
+    }
+
     if c.log.level.trim().is_empty() {
         p.push("log.level (NVE_LOG__LEVEL): must not be empty (e.g. `info`)".to_owned());
     }

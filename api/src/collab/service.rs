@@ -77,6 +77,20 @@ fn context(limits: &TimelineLimits) -> Context<'_> {
     }
 }
 
+/// Replaying history re-applies ops that were valid when committed; limits configured later
+/// (lower, or higher than the defaults) must not make the past unreadable.
+fn replay_limits() -> TimelineLimits {
+    TimelineLimits {
+        max_tracks: usize::MAX,
+        max_clips: usize::MAX,
+        max_keyframes_per_clip: usize::MAX,
+        max_effects_per_clip: usize::MAX,
+        max_title_chars: usize::MAX,
+        max_duration: std::time::Duration::from_secs(u64::from(u32::MAX)),
+        strict_grid: false,
+    }
+}
+
 /// A new project's timeline: 1080p30 with one video and one audio track.
 pub fn initial_timeline() -> Timeline {
     Timeline {
@@ -184,7 +198,7 @@ pub async fn at_version<C: ConnectionTrait>(
         .into_tuple()
         .all(db)
         .await?;
-    let limits = TimelineLimits::default();
+    let limits = replay_limits();
     let cx = context(&limits);
     for (v, ops) in rows {
         let op: Op = serde_json::from_value(ops)
@@ -241,7 +255,7 @@ pub async fn events_after(
         .await?;
     // Ops are written in seconds using the document they were applied to.
     let mut before = at_version(db, project, after).await?;
-    let limits = TimelineLimits::default();
+    let limits = replay_limits();
     let cx = context(&limits);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {

@@ -57,7 +57,57 @@ pub fn service(public_url: Option<&str>) -> Service {
 
 /// The document without a running server (`nve openapi`, the UI's client generator).
 pub fn spec_json(public_url: Option<&str>) -> String {
-    service(public_url).spec()
+    with_timeline_schemas(&service(public_url).spec())
+}
+
+/// poem-openapi only knows its own types; the timeline document and its ops are serde types of
+/// the media domain. Their JSON Schemas (from schemars, in OpenAPI 3.0 form) are added under
+/// `components.schemas` and referenced where the API carries them.
+pub fn with_timeline_schemas(spec: &str) -> String {
+    use nve_pipelines::timeline::{OpDoc, TimelineDoc};
+    use serde_json::{Value, json};
+    let Ok(mut doc) = serde_json::from_str::<Value>(spec) else {
+        return spec.to_owned();
+    };
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let timeline_ref = Value::from(generator.subschema_for::<TimelineDoc>());
+    let op_ref = Value::from(generator.subschema_for::<OpDoc>());
+    let definitions = generator.take_definitions(true);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for (name, schema) in definitions {
+            schemas.entry(name).or_insert(schema);
+        }
+    }
+    let set = |doc: &mut Value, pointer: &str, value: &Value| {
+        if let Some(slot) = doc.pointer_mut(pointer) {
+            let description = slot.get("description").cloned();
+            *slot = value.clone();
+            if let (Some(d), Some(obj)) = (description, slot.as_object_mut()) {
+                // OpenAPI 3.0 ignores siblings of $ref; wrap to keep the field's description.
+                let reference = Value::Object(obj.clone());
+                *slot = json!({"allOf": [reference], "description": d});
+            }
+        }
+    };
+    set(
+        &mut doc,
+        "/components/schemas/TimelineState/properties/document",
+        &timeline_ref,
+    );
+    set(
+        &mut doc,
+        "/components/schemas/EditRequest/properties/ops/items",
+        &op_ref,
+    );
+    set(
+        &mut doc,
+        "/paths/~1projects~1{id}~1timeline/put/requestBody/content/application~1json/schema",
+        &timeline_ref,
+    );
+    serde_json::to_string(&doc).unwrap_or_else(|_| spec.to_owned())
 }
 
 /// operationId -> `/v1/...` path template, read back from the generated document so the

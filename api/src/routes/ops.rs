@@ -42,3 +42,13 @@ pub fn metrics() -> Response {
         .content_type("text/plain; version=0.0.4")
         .body(crate::metrics::render())
 }
+
+/// Serves the OpenAPI document computed at start-up.
+pub fn spec_endpoint(spec: String) -> impl poem::Endpoint<Output = Response> {
+    let spec = std::sync::Arc::new(spec);
+    poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(spec.as_str().to_owned())
+    })
+}

@@ -79,6 +79,36 @@ async fn health_ready_metrics_and_docs(db: Db) {
     );
     assert!(spec.body["components"]["schemas"]["Problem"].is_object());
     assert!(spec.body["paths"]["/projects/{id}"]["get"]["responses"]["404"].is_object());
+    // The timeline document and ops are described by their JSON Schemas, and every reference
+    // in the document resolves.
+    let schemas = &spec.body["components"]["schemas"];
+    assert!(schemas["TimelineDoc"]["properties"]["tracks"].is_object());
+    assert!(schemas["OpDoc"].is_object());
+    assert_eq!(
+        spec.body["components"]["schemas"]["EditRequest"]["properties"]["ops"]["items"]["$ref"],
+        "#/components/schemas/OpDoc"
+    );
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x.as_str()) {
+                        ("$ref", Some(r)) => out.push(r.to_owned()),
+                        _ => refs(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&spec.body, &mut all);
+    assert!(all.len() > 20);
+    for r in all {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(schemas[name].is_object(), "dangling {r}");
+    }
     let docs = app.send(app.client.get(app.url("/docs"))).await;
     assert_eq!(docs.status, StatusCode::OK);
     let landing = app.send(app.client.get(app.url("/"))).await;

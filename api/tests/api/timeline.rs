@@ -10,7 +10,27 @@ both_dbs!(
     undo_redo_and_restore,
     whole_document_replacement_needs_if_match,
     timeline_authorization,
+    document_limits_come_from_configuration,
 );
+
+async fn document_limits_come_from_configuration(db: Db) {
+    let app = crate::helpers::spawn_app_with(db, &[("NVE_TIMELINE__MAX_CLIPS", "2")]).await;
+    let a = app.user("lim@example.org").await;
+    let p = app.project(&a, "limits").await;
+    let ok = edit(
+        &app,
+        &a,
+        &p,
+        0,
+        "l1",
+        json!([color_clip("c1", 0.0, 1.0), color_clip("c2", 1.0, 1.0)]),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    let over = edit(&app, &a, &p, 1, "l2", json!([color_clip("c3", 2.0, 1.0)])).await;
+    over.assert_problem(422, "invalid-edit");
+    assert!(over.text.contains("too-many-clips"), "{}", over.text);
+}
 
 pub fn color_clip(id: &str, start: f64, duration: f64) -> Value {
     json!({"type": "add_clip", "track_id": "V1",

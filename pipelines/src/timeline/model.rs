@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::time::{Frames, Rate, Speed};
 
 /// An RGBA colour. On the wire and in storage it is `"#RRGGBB"` (opaque) or `"#RRGGBBAA"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Rgba {
     pub r: u8,
@@ -69,7 +69,7 @@ impl From<Rgba> for String {
 }
 
 /// Render settings of the whole document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
     /// Even, 16..=8192 (4:2:0 encoders need even sizes).
@@ -107,7 +107,7 @@ impl Default for Output {
 ///
 /// Visual tracks are composited in index order whatever their kind: index 0 is the bottom, a
 /// higher track covers a lower one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackKind {
     Video,
@@ -115,7 +115,7 @@ pub enum TrackKind {
     Overlay,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Track {
     /// Unique in the document (tracks and clips share one id space).
@@ -170,7 +170,7 @@ impl Track {
 }
 
 /// Where a clip's picture and sound come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
     /// A probed media asset (video and/or audio).
@@ -202,7 +202,9 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HAlign {
     Left,
@@ -211,7 +213,9 @@ pub enum HAlign {
     Right,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum VAlign {
     Top,
@@ -221,7 +225,7 @@ pub enum VAlign {
 }
 
 /// A text title. Sizes and widths are output pixels; the anchor is normalised to the frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Title {
     /// 1..=`TimelineLimits::max_title_chars` characters; `\n` breaks lines.
@@ -248,7 +252,7 @@ pub struct Title {
     pub fade_out: Frames,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Outline {
     pub color: Rgba,
@@ -256,7 +260,7 @@ pub struct Outline {
     pub width: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shadow {
     pub color: Rgba,
@@ -267,7 +271,7 @@ pub struct Shadow {
     pub blur: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TitleBox {
     pub color: Rgba,
@@ -277,7 +281,9 @@ pub struct TitleBox {
 
 /// How a clip's (cropped) picture is first fitted to the output frame, before `scale`, `rotation`
 /// and position are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Fit {
     /// Scale uniformly until the whole picture fits inside the frame (letter/pillar-boxed).
@@ -296,7 +302,7 @@ pub enum Fit {
 /// changes: `x` is the offset of the clip's centre from the frame's centre as a fraction of the
 /// output width (`0.5` puts the centre on the right edge), `y` likewise of the height, positive
 /// downwards.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Transform {
     /// -10..=10.
@@ -340,7 +346,7 @@ impl Transform {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClipAudio {
     /// Gain in dB, -60..=24.
@@ -352,7 +358,7 @@ pub struct ClipAudio {
 }
 
 /// Picture effects, applied in list order; each kind at most once per clip.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Effect {
     /// Added to luma, -1..=1 (0 = unchanged).
@@ -387,7 +393,19 @@ impl Effect {
 }
 
 /// A property that keyframes can animate. The value range is the static property's range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AnimProp {
     X,
@@ -419,7 +437,9 @@ impl AnimProp {
 }
 
 /// How a value travels from this keyframe to the next one of the same property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
     #[default]
@@ -433,7 +453,7 @@ pub enum Interpolation {
 
 /// One animation point. Before the first keyframe of a property its value is held, likewise
 /// after the last; keyframes override the static value of the property.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Keyframe {
     pub property: AnimProp,
@@ -444,7 +464,7 @@ pub struct Keyframe {
 }
 
 /// A piece of a source placed on a track.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Clip {
     pub id: String,
@@ -490,7 +510,7 @@ impl Clip {
 }
 
 /// Transition patterns. Wipes name the direction the incoming clip is revealed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransitionKind {
     Crossfade,
@@ -512,7 +532,7 @@ pub enum TransitionKind {
 /// for `duration` (<= the overlap); after it only `to` is seen and heard, so the rest of `from`'s
 /// overlap is not shown. Sound always crossfades over the transition, whatever the picture does.
 /// Audio tracks accept only `crossfade`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
     /// The earlier clip (starts and ends first).
@@ -525,7 +545,7 @@ pub struct Transition {
 }
 
 /// A whole timeline document in frames.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Timeline {
     pub output: Output,

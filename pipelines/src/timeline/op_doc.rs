@@ -14,7 +14,7 @@ use super::ops::{ClipPatch, EditError, Op, OutputPatch, TrackPatch};
 use super::validate::{Code, Context, ValidationErrors};
 
 /// Clip properties to change (seconds); see [`ClipPatch`].
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClipPatchDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,7 +39,7 @@ pub struct ClipPatchDoc {
     pub keyframes: Option<Vec<KeyframeDoc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputPatchDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,7 +57,7 @@ pub struct OutputPatchDoc {
 }
 
 /// An edit as posted by API callers. Field meanings are those of [`Op`]'s variants.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpDoc {
     /// `index` defaults to the top of the stack.

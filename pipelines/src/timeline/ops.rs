@@ -76,7 +76,7 @@ impl EditError {
 }
 
 /// Track properties to change; `None` leaves a property as it is.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrackPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +93,7 @@ pub struct TrackPatch {
 
 /// Clip properties to change; `None` leaves a property as it is. Sub-structures (`transform`,
 /// `audio`, `effects`, `keyframes`) are replaced whole.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClipPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +137,7 @@ impl ClipPatch {
 }
 
 /// Output settings to change. A new `frame_rate` rescales every time in the document.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,7 +155,7 @@ pub struct OutputPatch {
 }
 
 /// One edit. See each variant for its exact semantics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
     /// Inserts `track` (which may already hold clips) so that it ends up at `index`.
@@ -281,7 +281,7 @@ pub enum Op {
 }
 
 /// Which output setting an op touches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputField {
     Size,
@@ -293,7 +293,7 @@ pub enum OutputField {
 /// Something an op reads or writes, for deciding whether two concurrent edits conflict. Every
 /// op is validated again when applied on top of a newer version, so touches only need to catch
 /// edits whose *intents* collide, not edits whose combination is invalid.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum Touch {
     /// The whole document (frame-rate changes, replacements).

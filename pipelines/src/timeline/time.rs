@@ -25,7 +25,18 @@ pub const MAX_FRAMES: i64 = 1 << 50;
 /// Arithmetic saturates instead of overflowing: frame counts can come straight from a caller's
 /// JSON, and validation (not a panic) must be what rejects absurd values.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Frames(pub i64);
@@ -98,14 +109,14 @@ pub enum TimeError {
 /// Always stored in lowest terms, so equal rates compare equal (60/2 becomes 30/1). The valid
 /// range is 1..=240 fps: below 1 fps the grid is too coarse to edit on, above 240 no encoder we
 /// target accepts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "RawRate", deny_unknown_fields)]
 pub struct Rate {
     num: u32,
     den: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRate {
     num: u64,
@@ -248,7 +259,7 @@ impl fmt::Display for Rate {
 
 /// Constant playback speed, stored in thousandths so that all source-time arithmetic is integer.
 /// Range 0.1..=10.0; speeds given with more precision are rounded to the nearest 0.001.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct Speed(u32);
 

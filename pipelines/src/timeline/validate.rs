@@ -15,7 +15,9 @@ use super::time::{Frames, Rate};
 
 /// What the timeline needs to know about an asset. The model cannot see the asset store, so
 /// callers pass a lookup (see [`Context`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct AssetInfo {
     /// Container duration in nanoseconds; ignored for images.
     pub duration_ns: i64,
@@ -27,7 +29,7 @@ pub struct AssetInfo {
 }
 
 /// Size limits, so one document cannot exhaust the renderer or the database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct TimelineLimits {
     pub max_tracks: usize,
@@ -84,7 +86,7 @@ impl fmt::Debug for Context<'_> {
 }
 
 /// Stable problem codes. The serialised (kebab-case) names are part of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Code {
     /// A number outside its documented range (or not finite).
@@ -178,7 +180,7 @@ impl fmt::Display for Code {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ValidationError {
     /// JSON-pointer-like, e.g. `/tracks/1/clips/3/duration`.
     pub path: String,
@@ -187,7 +189,7 @@ pub struct ValidationError {
 }
 
 /// All problems of one document, in document order. Never empty when returned as an error.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct ValidationErrors(pub Vec<ValidationError>);
 
