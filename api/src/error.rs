@@ -175,7 +175,7 @@ pub struct Problem {
     pub request_id: Option<String>,
     /// Per-field problems of a validation failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(skip_serializing_if_is_empty, default)]
     pub errors: Vec<FieldError>,
     /// For timeline conflicts: the version the server is at now.
     #[serde(skip_serializing_if = "Option::is_none")]

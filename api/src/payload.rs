@@ -87,6 +87,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; send a JSON object",
         ));
     }
+    // serde reads a JSON array into a struct field by field; a body must be an object.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && first.is_some_and(|b| {
+            *b == b'[' || b.is_ascii_digit() || matches!(*b, b'"' | b't' | b'f' | b'n' | b'-')
+        })
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "",
+            "invalid-type",
+            "the body must be a JSON object",
+        )]));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = match result {
@@ -237,6 +250,8 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::MalformedJson);
         let e = decode::<Body>(b"{\"name\":\"a\",\"items\":[]} x").expect_err("trailing");
         assert_eq!(e.kind, ErrorKind::MalformedJson);
+        let e = decode::<Body>(b"[\"a\", []]").expect_err("array");
+        assert_eq!(e.kind, ErrorKind::ValidationFailed);
         let e = decode::<Body>(b"  ").expect_err("empty");
         assert_eq!(e.kind, ErrorKind::MissingBody);
     }

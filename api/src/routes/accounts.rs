@@ -31,9 +31,12 @@ pub struct AuthApi;
 #[oai(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E-mail address; compared case-insensitively.
+    #[oai(validator(max_length = 254, pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))]
     pub email: String,
     /// At least 8 characters.
+    #[oai(validator(min_length = 8, max_length = 1024))]
     pub password: String,
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub display_name: String,
 }
 
@@ -41,7 +44,9 @@ pub struct RegisterRequest {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[oai(validator(max_length = 254))]
     pub email: String,
+    #[oai(validator(max_length = 1024))]
     pub password: String,
 }
 
@@ -373,6 +378,7 @@ pub struct ApiKeysApi;
 #[oai(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// A label to tell keys apart, e.g. the integration that uses it.
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
 }
 
@@ -383,7 +389,9 @@ pub struct ApiKey {
     /// The visible start of the key (`nve_<prefix>_…`).
     pub prefix: String,
     pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

@@ -92,6 +92,28 @@ pub fn with_timeline_schemas(spec: &str) -> String {
             }
         }
     };
+    // Request bodies reject unknown fields (no mass assignment); say so in the schema.
+    let mut request_types = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for ops in paths.values().filter_map(Value::as_object) {
+            for op in ops.values() {
+                if let Some(r) = op
+                    .pointer("/requestBody/content/application~1json/schema/$ref")
+                    .and_then(Value::as_str)
+                {
+                    request_types.push(r.trim_start_matches("#/components/schemas/").to_owned());
+                }
+            }
+        }
+    }
+    for name in request_types {
+        if let Some(schema) = doc
+            .pointer_mut(&format!("/components/schemas/{name}"))
+            .and_then(Value::as_object_mut)
+        {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
     set(
         &mut doc,
         "/components/schemas/TimelineState/properties/document",

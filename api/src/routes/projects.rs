@@ -122,9 +122,11 @@ impl Project {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct CreateProject {
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
     #[serde(default)]
     #[oai(default)]
+    #[oai(validator(max_length = 5000))]
     pub description: String,
 }
 
@@ -132,7 +134,9 @@ pub struct CreateProject {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct UpdateProject {
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Option<String>,
+    #[oai(validator(max_length = 5000))]
     pub description: Option<String>,
 }
 
@@ -140,6 +144,7 @@ pub struct UpdateProject {
 pub struct ProjectPage {
     pub items: Vec<Project>,
     /// Pass as `after` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_after: Option<Uuid>,
 }
 
@@ -157,6 +162,7 @@ pub struct Member {
 #[oai(deny_unknown_fields)]
 pub struct AddMember {
     /// E-mail address of an existing user.
+    #[oai(validator(max_length = 254))]
     pub email: String,
     pub role: Role,
 }

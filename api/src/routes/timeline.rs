@@ -46,11 +46,14 @@ pub enum TimelineResponse {
 pub struct EditRequest {
     /// The version the ops were made against. Older versions are accepted when nothing since
     /// touched what these ops touch (otherwise 409 with `current_version`).
+    #[oai(validator(minimum(value = "0")))]
     pub base_version: i64,
     /// Unique per edit (a UUID). Sending the same id again returns the first result instead of
     /// applying twice, so retries are safe.
+    #[oai(validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$"))]
     pub client_op_id: String,
     /// Edit operations (docs/timeline.md), applied all or nothing as one version.
+    #[oai(validator(min_items = 1))]
     pub ops: Vec<serde_json::Value>,
 }
 
@@ -58,6 +61,7 @@ pub struct EditRequest {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct ClientOpRequest {
+    #[oai(validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$"))]
     pub client_op_id: String,
 }
 
@@ -66,7 +70,9 @@ pub struct ClientOpRequest {
 #[oai(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// The version whose document becomes the new current version.
+    #[oai(validator(minimum(value = "0")))]
     pub version: i64,
+    #[oai(validator(min_length = 1, max_length = 128, pattern = r"^[!-~]+$"))]
     pub client_op_id: String,
 }
 
@@ -98,6 +104,7 @@ pub struct VersionInfo {
     pub kind: String,
     pub client_op_id: String,
     /// For undo: the version undone; redo: the undo redone; restore: the version restored.
+    #[oai(skip_serializing_if_is_none)]
     pub target_version: Option<i64>,
     /// An edit that was undone, or an undo that was redone.
     pub reverted: bool,
@@ -108,6 +115,7 @@ pub struct VersionInfo {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct CreateSnapshot {
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
 }
 
