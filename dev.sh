@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # Build: Rust's -sys crates for GStreamer. Run: the plugins the pipelines use.
 BUILD_PKGS="build-essential pkg-config curl ca-certificates libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libges-1.0-dev"
 RUN_PKGS="gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools ges1.0-tools fonts-dejavu-core"
-TEST_PKGS="ffmpeg postgresql redis-server"
+TEST_PKGS="ffmpeg postgresql redis-server python3 python3-venv"
 
 apt_ensure() {
   local missing=()
@@ -112,6 +112,9 @@ cmd_test() {
   cargo clippy --locked --workspace --all-targets -q -- -D warnings
   log "cargo test"
   cargo test --locked --workspace
+  log "fuzzing the API from its OpenAPI document (schemathesis)"
+  cargo build --locked -q -p nve-api --bin nve
+  ./scripts/fuzz-api.sh target/debug/nve
   if [ -f ui/package.json ]; then
     log "UI lint, type check and tests"
     (cd ui && npm run --silent lint && npm run --silent typecheck && npm test --silent)

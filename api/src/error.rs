@@ -191,6 +191,8 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
     pub current_version: Option<i64>,
+    /// A failure that an immediate retry of the same work may not meet (database busy).
+    pub transient: bool,
 }
 
 impl ApiError {
@@ -201,6 +203,7 @@ impl ApiError {
             errors: Vec::new(),
             retry_after_secs: None,
             current_version: None,
+            transient: false,
         }
     }
 
@@ -220,6 +223,7 @@ impl ApiError {
             errors,
             retry_after_secs: None,
             current_version: None,
+            transient: false,
         }
     }
 
@@ -299,9 +303,30 @@ impl From<sea_orm::DbErr> for ApiError {
                     "the database is unavailable; retry shortly",
                 )
             }
+            // SQLite answers "database is locked" when a transaction that has read must write
+            // after another connection wrote; retrying the whole request is the remedy.
+            _ if is_busy(&e) => {
+                tracing::warn!(error = %e, "database busy");
+                ApiError {
+                    retry_after_secs: Some(1),
+                    transient: true,
+                    ..ApiError::new(ErrorKind::Unavailable, "the database is busy; retry")
+                }
+            }
             _ => ApiError::internal(e),
         }
     }
+}
+
+/// SQLITE_BUSY (5) and its extended codes (e.g. 517, BUSY_SNAPSHOT), and PostgreSQL's
+/// serialization failure and deadlock, are all "try again".
+fn is_busy(e: &sea_orm::DbErr) -> bool {
+    let text = e.to_string();
+    text.contains("database is locked")
+        || text.contains("(code: 5)")
+        || text.contains("(code: 517)")
+        || text.contains("could not serialize access")
+        || text.contains("deadlock detected")
 }
 
 /// Path and request id of the request being answered, stored in request extensions by the

@@ -33,3 +33,18 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, WorkerError>
         });
     Ok(Database::connect(opts).await?)
 }
+
+/// Starts a transaction that will write after reading. On SQLite it takes the write lock at
+/// `BEGIN` (IMMEDIATE), so it waits out the busy timeout instead of failing with "database is
+/// locked" when another connection writes between its read and its write. Elsewhere it is a
+/// plain transaction.
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

@@ -12,7 +12,7 @@ use nve_pipelines::timeline::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -362,11 +362,20 @@ impl Collab {
         check_client_op_id(client_op_id)?;
         let lock = self.locks.get(project);
         let _guard = lock.lock().await;
-        for _ in 0..COMMIT_ATTEMPTS {
-            match self
+        for attempt in 0..COMMIT_ATTEMPTS {
+            let outcome = match self
                 .try_commit(project, author, client_op_id, &change)
-                .await?
+                .await
             {
+                Err(e) if e.transient && attempt + 1 < COMMIT_ATTEMPTS => {
+                    // Another writer held the database; back off a little, with jitter.
+                    let ms = 5 * (attempt as u64 + 1) + u64::from(rand::random::<u8>() % 10);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    continue;
+                }
+                other => other?,
+            };
+            match outcome {
                 Attempt::Done(committed, event) => {
                     if let Some(event) = event {
                         self.hub.publish(project, event).await;
@@ -389,7 +398,7 @@ impl Collab {
         client_op_id: &str,
         change: &Change,
     ) -> Result<Attempt, ApiError> {
-        let txn = self.db.begin().await?;
+        let txn = nve_worker::db::begin_write(&self.db).await?;
         if let Some(done) = edits::Entity::find()
             .filter(edits::Column::ProjectId.eq(project))
             .filter(edits::Column::AuthorId.eq(author))

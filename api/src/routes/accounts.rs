@@ -8,7 +8,6 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -203,7 +202,7 @@ impl AuthApi {
             return Err(invalid());
         }
         let hash = keys::sha256_hex(&token);
-        let txn = state.db.begin().await?;
+        let txn = nve_worker::db::begin_write(&state.db).await?;
         let session = sessions::Entity::find()
             .filter(sessions::Column::TokenHash.eq(hash))
             .one(&txn)

@@ -8,7 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -192,7 +192,7 @@ impl ProjectsApi {
         f.finish()?;
         let now = Utc::now();
         let id = Uuid::now_v7();
-        let txn = state.db.begin().await?;
+        let txn = nve_worker::db::begin_write(&state.db).await?;
         let project = projects::ActiveModel {
             id: Set(id),
             name: Set(accepted(name)?),
@@ -413,7 +413,7 @@ impl ProjectsApi {
         user_id: Path<Uuid>,
         body: JsonBody<UpdateMember>,
     ) -> Result<Json<Member>, ApiError> {
-        let txn = state.db.begin().await?;
+        let txn = nve_worker::db::begin_write(&state.db).await?;
         require_role(&txn, id.0, auth.0.user_id, Role::Owner).await?;
         let member = project_members::Entity::find_by_id((id.0, user_id.0))
             .one(&txn)
@@ -447,7 +447,7 @@ impl ProjectsApi {
         id: Path<Uuid>,
         user_id: Path<Uuid>,
     ) -> Result<NoContent, ApiError> {
-        let txn = state.db.begin().await?;
+        let txn = nve_worker::db::begin_write(&state.db).await?;
         let leaving = user_id.0 == auth.0.user_id;
         if leaving {
             membership(&txn, id.0, auth.0.user_id).await?;
