@@ -29,6 +29,19 @@ pub enum ProjectEvent {
         /// The ops in wire form (seconds).
         ops: Vec<serde_json::Value>,
     },
+    /// A job of the project (ingest, preview, render) changed state or progressed. Published
+    /// by whoever runs the job; relayed to the project's sockets as it is.
+    Job {
+        job_id: Uuid,
+        /// `probe`, `thumbnails`, `render`, …
+        kind: String,
+        /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+        status: String,
+        /// 0.0 to 1.0 while running.
+        progress: Option<f64>,
+        /// Kind-specific facts (error code and message, output id, ETA…).
+        detail: serde_json::Value,
+    },
     /// Where a session's user is looking; ephemeral, never stored.
     Presence {
         session_id: Uuid,

@@ -11,6 +11,7 @@
 //!          {"type":"op","version","base_version","author_id","client_op_id","kind","ops":[…]}
 //!          {"type":"ack","client_op_id","version","duplicate"} / {"type":"error","client_op_id","problem"}
 //!          {"type":"presence_list","sessions":[…]}, {"type":"presence",…}, {"type":"pong"}
+//!          {"type":"job","job_id","kind","status","progress","detail"}
 //! ```
 //!
 //! Ops reach every session in version order exactly once: a session remembers the last
@@ -298,6 +299,10 @@ impl Session {
                 self.last_sent = version;
                 send(sink, value).await
             }
+            ProjectEvent::Job { .. } => match serde_json::to_value(event.as_ref()) {
+                Ok(value) => send(sink, value).await,
+                Err(_) => false,
+            },
             ProjectEvent::Presence { session_id, .. } => {
                 if *session_id == self.id {
                     return true;

@@ -242,21 +242,12 @@ impl TimelineApi {
         id: Path<Uuid>,
         body: JsonBody<EditRequest>,
     ) -> Result<Json<EditResult>, ApiError> {
-        require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
         let b = body.0;
-        let committed = state
-            .collab
-            .commit(
-                id.0,
-                auth.0.user_id,
-                &b.client_op_id,
-                Change::Ops {
-                    base_version: b.base_version,
-                    ops: b.ops,
-                },
-            )
-            .await?;
-        Ok(Json(committed.into()))
+        let change = Change::Ops {
+            base_version: b.base_version,
+            ops: b.ops,
+        };
+        commit_as_editor(&state, &auth, id.0, &b.client_op_id, change).await
     }
 
     /// Undo the caller's most recent change (as a new version).
@@ -268,12 +259,7 @@ impl TimelineApi {
         id: Path<Uuid>,
         body: JsonBody<ClientOpRequest>,
     ) -> Result<Json<EditResult>, ApiError> {
-        require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
-        let c = state
-            .collab
-            .commit(id.0, auth.0.user_id, &body.0.client_op_id, Change::Undo)
-            .await?;
-        Ok(Json(c.into()))
+        commit_as_editor(&state, &auth, id.0, &body.0.client_op_id, Change::Undo).await
     }
 
     /// Redo the caller's most recently undone change (as a new version).
@@ -285,12 +271,7 @@ impl TimelineApi {
         id: Path<Uuid>,
         body: JsonBody<ClientOpRequest>,
     ) -> Result<Json<EditResult>, ApiError> {
-        require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
-        let c = state
-            .collab
-            .commit(id.0, auth.0.user_id, &body.0.client_op_id, Change::Redo)
-            .await?;
-        Ok(Json(c.into()))
+        commit_as_editor(&state, &auth, id.0, &body.0.client_op_id, Change::Redo).await
     }
 
     /// The history: one entry per version, oldest first.
@@ -368,19 +349,10 @@ impl TimelineApi {
         id: Path<Uuid>,
         body: JsonBody<RestoreRequest>,
     ) -> Result<Json<EditResult>, ApiError> {
-        require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
-        let c = state
-            .collab
-            .commit(
-                id.0,
-                auth.0.user_id,
-                &body.0.client_op_id,
-                Change::Restore {
-                    version: body.0.version,
-                },
-            )
-            .await?;
-        Ok(Json(c.into()))
+        let change = Change::Restore {
+            version: body.0.version,
+        };
+        commit_as_editor(&state, &auth, id.0, &body.0.client_op_id, change).await
     }
 
     /// Name the current version.
@@ -438,6 +410,22 @@ impl TimelineApi {
             .await?;
         Ok(Json(rows.into_iter().map(Into::into).collect()))
     }
+}
+
+/// Every change needs the editor role, checked on each request; then the shared commit path.
+async fn commit_as_editor(
+    state: &AppState,
+    auth: &Auth,
+    project: Uuid,
+    client_op_id: &str,
+    change: Change,
+) -> Result<Json<EditResult>, ApiError> {
+    require_role(&state.db, project, auth.0.user_id, Role::Editor).await?;
+    let committed = state
+        .collab
+        .commit(project, auth.0.user_id, client_op_id, change)
+        .await?;
+    Ok(Json(committed.into()))
 }
 
 #[cfg(test)]

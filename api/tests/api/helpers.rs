@@ -88,6 +88,8 @@ impl Drop for PgDatabase {
 
 pub struct TestApp {
     pub base: String,
+    /// The running server's shared state, for tests that act as another part of the system.
+    pub state: nve_api::state::AppState,
     pub client: reqwest::Client,
     _data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -175,6 +177,7 @@ pub async fn spawn_app_on(
         .await
         .expect("application starts");
     let addr = app.local_addr();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = app
@@ -185,6 +188,7 @@ pub async fn spawn_app_on(
     });
     TestApp {
         base: format!("http://{addr}"),
+        state,
         client: reqwest::Client::new(),
         _data_dir: data_dir,
         shutdown: Some(tx),

@@ -19,6 +19,7 @@ both_dbs!(
     strangers_and_viewers_are_refused,
     resume_sends_exactly_the_missed_ops,
     removed_members_are_disconnected_and_presence_is_shared,
+    job_events_reach_the_projects_sockets_only,
     many_clients_converge_on_one_history,
 );
 
@@ -444,4 +445,42 @@ async fn an_edit_on_one_replica_reaches_a_client_of_the_other() {
     ws.send(json!({"type": "edit", "base_version": 1, "client_op_id": "via-two", "ops": [color_clip("c2", 2.0, 1.0)]})).await;
     let seen = w1.until("op").await;
     assert_eq!(seen["client_op_id"], "via-two");
+}
+
+async fn job_events_reach_the_projects_sockets_only(db: Db) {
+    use nve_api::collab::hub::ProjectEvent;
+    let app = spawn_app(db).await;
+    let a = app.user("jobs@example.org").await;
+    let p = app.project(&a, "with jobs").await;
+    let other = app.project(&a, "other").await;
+    let (mut here, _) = Ws::hello(&app, &p, &a, None).await;
+    here.until("presence_list").await;
+    let (mut there, _) = Ws::hello(&app, &other, &a, None).await;
+    there.until("presence_list").await;
+    let job = uuid::Uuid::now_v7();
+    let project = uuid::Uuid::parse_str(&p).expect("uuid");
+    for (status, progress) in [("running", Some(0.5)), ("succeeded", Some(1.0))] {
+        app.state
+            .collab
+            .hub
+            .publish(
+                project,
+                ProjectEvent::Job {
+                    job_id: job,
+                    kind: "render".into(),
+                    status: status.into(),
+                    progress,
+                    detail: json!({"eta_secs": 3}),
+                },
+            )
+            .await;
+    }
+    let first = here.until("job").await;
+    assert_eq!(first["job_id"], job.to_string());
+    assert_eq!(first["status"], "running");
+    assert_eq!(first["progress"], 0.5);
+    assert_eq!(here.until("job").await["status"], "succeeded");
+    // The other project's socket hears nothing about it.
+    there.send(json!({"type": "ping"})).await;
+    assert_eq!(there.next().await.expect("open")["type"], "pong");
 }
