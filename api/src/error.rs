@@ -303,6 +303,18 @@ impl From<sea_orm::DbErr> for ApiError {
                     "the database is unavailable; retry shortly",
                 )
             }
+            // A row it points at was deleted meanwhile (a project removed while an edit or a
+            // member was being added): for the caller that thing no longer exists.
+            _ if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+            ) =>
+            {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    "it no longer exists (deleted meanwhile)",
+                )
+            }
             // SQLite answers "database is locked" when a transaction that has read must write
             // after another connection wrote; retrying the whole request is the remedy.
             _ if is_busy(&e) => {

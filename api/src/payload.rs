@@ -89,11 +89,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     // serde reads a JSON array into a struct field by field; a body must be an object.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|b| *b != b'{')
-        && first.is_some_and(|b| {
-            *b == b'[' || b.is_ascii_digit() || matches!(*b, b'"' | b't' | b'f' | b'n' | b'-')
-        })
-    {
+    if matches!(
+        first,
+        Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9')
+    ) {
         return Err(ApiError::validation(vec![FieldError::new(
             "",
             "invalid-type",

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod edits;
+pub mod jobs;
 pub mod project_members;
 pub mod projects;
 pub mod sessions;

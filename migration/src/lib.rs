@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261130_000001_accounts_projects;
 mod m20261130_000002_timelines;
+mod m20261130_000003_jobs;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261130_000001_accounts_projects::Migration),
             Box::new(m20261130_000002_timelines::Migration),
+            Box::new(m20261130_000003_jobs::Migration),
         ]
     }
 }

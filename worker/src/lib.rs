@@ -2,8 +2,11 @@
 //! job-system work on) job handlers. Shared by `nve serve` (embedded) and `nve-worker`.
 
 pub mod db;
+pub mod jobs;
 pub mod readiness;
 pub mod storage;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 /// One error type for the crate; the API maps it to problems at its edge.
 #[derive(Debug, thiserror::Error)]

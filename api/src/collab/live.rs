@@ -161,7 +161,12 @@ impl Session {
         let (mut sink, mut stream) = socket.split();
         // Subscribe before reading the version so nothing committed in between is missed.
         let mut events = self.state.collab.hub.subscribe(self.project);
-        let version = match service::current(&self.state.db, self.project).await {
+        let version = match self
+            .state
+            .collab
+            .current_cached(&self.state.db, self.project)
+            .await
+        {
             Ok((v, _)) => v,
             Err(e) => {
                 let _ = send(
@@ -250,7 +255,12 @@ impl Session {
 
     /// Brings a (re)connecting client to the current version, then lists who is here.
     async fn catch_up(&mut self, sink: &mut Sink, last_version: Option<i64>) -> bool {
-        let current = match service::current(&self.state.db, self.project).await {
+        let current = match self
+            .state
+            .collab
+            .current_cached(&self.state.db, self.project)
+            .await
+        {
             Ok(c) => c,
             Err(_) => return false,
         };
@@ -316,7 +326,12 @@ impl Session {
     }
 
     async fn fill_to_current(&mut self, sink: &mut Sink) -> bool {
-        match service::current(&self.state.db, self.project).await {
+        match self
+            .state
+            .collab
+            .current_cached(&self.state.db, self.project)
+            .await
+        {
             Ok((v, _)) => self.fill_to(sink, v).await,
             Err(_) => false,
         }

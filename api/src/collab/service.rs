@@ -329,7 +329,8 @@ impl Collab {
             .insert(project, (version, tl));
     }
 
-    async fn current_cached<C: ConnectionTrait>(
+    /// The current version and document, from this process's cache while it is up to date.
+    pub async fn current_cached<C: ConnectionTrait>(
         &self,
         db: &C,
         project: Uuid,

@@ -166,7 +166,7 @@ impl TimelineApi {
         id: Path<Uuid>,
     ) -> Result<TimelineResponse, ApiError> {
         membership(&state.db, id.0, auth.0.user_id).await?;
-        let (version, tl) = service::current(&state.db, id.0).await?;
+        let (version, tl) = state.collab.current_cached(&state.db, id.0).await?;
         Ok(TimelineResponse::Ok(
             Json(TimelineState {
                 version,
@@ -376,7 +376,7 @@ impl TimelineApi {
                 .map_err(|(c, m)| (c, m.replace("key name", "snapshot name"))),
         );
         f.finish()?;
-        let (version, _) = service::current(&state.db, id.0).await?;
+        let (version, _) = state.collab.current_cached(&state.db, id.0).await?;
         let row = snapshots::ActiveModel {
             id: Set(Uuid::now_v7()),
             project_id: Set(id.0),

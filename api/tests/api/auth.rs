@@ -15,7 +15,42 @@ both_dbs!(
     api_keys_work_until_revoked,
     login_is_rate_limited,
     registration_can_be_closed,
+    api_key_creation_is_rate_limited,
 );
+
+async fn api_key_creation_is_rate_limited(db: Db) {
+    let app = spawn_app_with(db, &[("NVE_AUTH__API_KEY_CREATIONS_PER_MINUTE", "2")]).await;
+    let a = app.user("keys@example.org").await;
+    let b = app.user("other-keys@example.org").await;
+    for i in 0..2 {
+        let r = app
+            .post(
+                "/v1/api-keys",
+                Some(&a.token),
+                json!({"name": format!("k{i}")}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let limited = app
+        .post("/v1/api-keys", Some(&a.token), json!({"name": "k3"}))
+        .await;
+    limited.assert_problem(429, "rate-limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    // The limit is per user.
+    let r = app
+        .post("/v1/api-keys", Some(&b.token), json!({"name": "b"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        app.get("/v1/api-keys", &a.token)
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
 
 async fn register_login_refresh_logout(db: Db) {
     let app = spawn_app(db).await;

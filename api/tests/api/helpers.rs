@@ -1,7 +1,6 @@
 use nve_api::app::Application;
 use nve_config::LoadOptions;
 use reqwest::{Method, StatusCode};
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -32,59 +31,7 @@ macro_rules! both_dbs {
     };
 }
 
-pub fn postgres_admin_url() -> String {
-    std::env::var("NVE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh PostgreSQL database, dropped when this value is dropped.
-pub struct PgDatabase {
-    pub name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub async fn create() -> Self {
-        let admin = postgres_admin_url();
-        let name = format!("nve_test_{}", uuid::Uuid::new_v4().simple());
-        let conn = Database::connect(&admin)
-            .await
-            .expect("connect to PostgreSQL (is it running?)");
-        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        conn.close().await.ok();
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .unwrap_or(admin);
-        Self {
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside async context; a thread with its own runtime keeps it simple.
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let conn = Database::connect(postgres_admin_url()).await.ok()?;
-                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()?;
-                conn.close().await.ok()
-            })
-        });
-        let _ = handle.join();
-    }
-}
+pub use nve_worker::testing::PgDatabase;
 
 pub struct TestApp {
     pub base: String,
