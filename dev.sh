@@ -95,7 +95,9 @@ cmd_run() {
   if [ -n "${NVE_RELEASE:-}" ]; then profile_flag=(--release); bin=target/release/nve; fi
   log "building nve"
   cargo build --locked -q "${profile_flag[@]}" -p nve-api --bin nve
-  log "starting nve on http://${NVE_SERVER__BIND:-127.0.0.1:8080} (data in ${NVE_DATA_DIR:-./nve-data}); Ctrl-C stops it"
+  # People read a terminal; machines read JSON.
+  if [ -t 2 ] && [ -z "${NVE_LOG__FORMAT:-}" ]; then export NVE_LOG__FORMAT=pretty; fi
+  log "starting nve serve $* (default http://127.0.0.1:8080, data in ./nve-data; the address is logged as 'nve listening'); Ctrl-C stops it"
   exec "$bin" serve "$@"
 }
 

@@ -2,6 +2,7 @@
 //! job-system work on) job handlers. Shared by `nve serve` (embedded) and `nve-worker`.
 
 pub mod db;
+pub mod isolate;
 pub mod jobs;
 pub mod readiness;
 pub mod storage;
