@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$(realpath "$0")")"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+log() { printf '\033[1m==> [%4ss] %s\033[0m\n' "$SECONDS" "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
@@ -121,6 +121,7 @@ cmd_test() {
     log "UI lint, type check and tests"
     (cd ui && npm run --silent lint && npm run --silent typecheck && npm test --silent)
   fi
+  log "all checks passed"
 }
 
 case "${1:-}" in
