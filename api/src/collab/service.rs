@@ -289,6 +289,9 @@ pub enum Change {
     },
 }
 
+/// Documents kept decoded at most; see `Collab::remember`.
+const DOC_CACHE_PROJECTS: usize = 512;
+
 /// Project -> (version, document).
 type DocCache = HashMap<Uuid, (i64, Arc<Timeline>)>;
 
@@ -323,10 +326,12 @@ impl Collab {
     }
 
     fn remember(&self, project: Uuid, version: i64, tl: Arc<Timeline>) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(project, (version, tl));
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // A bound on memory: projects being edited right now are re-read once after a reset.
+        if cache.len() >= DOC_CACHE_PROJECTS && !cache.contains_key(&project) {
+            cache.clear();
+        }
+        cache.insert(project, (version, tl));
     }
 
     /// The current version and document, from this process's cache while it is up to date.
