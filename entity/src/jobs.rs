@@ -8,6 +8,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub project_id: Option<Uuid>,
+    /// Who asked for it; the owner of jobs outside projects (integrators' one-off renders).
+    pub created_by: Option<Uuid>,
     /// `edit` or `render`.
     pub queue: String,
     pub kind: String,

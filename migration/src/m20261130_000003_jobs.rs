@@ -14,6 +14,7 @@ impl MigrationTrait for Migration {
                 .table(Jobs::Table)
                 .col(pk_uuid(Jobs::Id))
                 .col(uuid_null(Jobs::ProjectId))
+                .col(uuid_null(Jobs::CreatedBy))
                 .col(string(Jobs::Queue))
                 .col(string(Jobs::Kind))
                 .col(json_binary(Jobs::Payload))
@@ -82,6 +83,7 @@ enum Jobs {
     Table,
     Id,
     ProjectId,
+    CreatedBy,
     Queue,
     Kind,
     Payload,

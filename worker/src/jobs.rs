@@ -98,6 +98,7 @@ pub const PRIORITY_BATCH: i16 = 10;
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub project_id: Option<Uuid>,
+    pub created_by: Option<Uuid>,
     pub queue: Queue,
     pub kind: String,
     pub payload: serde_json::Value,
@@ -133,6 +134,7 @@ pub async fn enqueue<C: ConnectionTrait>(db: &C, new: NewJob) -> Result<jobs::Mo
     Ok(jobs::ActiveModel {
         id: Set(Uuid::now_v7()),
         project_id: Set(new.project_id),
+        created_by: Set(new.created_by),
         queue: Set(new.queue.as_str().to_owned()),
         kind: Set(new.kind),
         payload: Set(new.payload),

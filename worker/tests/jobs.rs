@@ -37,6 +37,7 @@ both_dbs!(
 fn new_job(queue: Queue, priority: i16, max_attempts: i32) -> NewJob {
     NewJob {
         project_id: None,
+        created_by: None,
         queue,
         kind: "noop".into(),
         payload: serde_json::json!({"n": 1}),

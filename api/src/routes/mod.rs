@@ -1,6 +1,7 @@
 //! The `/v1` API, one OpenAPI struct per resource.
 
 pub mod accounts;
+pub mod jobs;
 pub mod ops;
 pub mod projects;
 pub mod timeline;
@@ -20,6 +21,8 @@ pub enum ApiTags {
     /// The project's timeline: document, edits, undo/redo, history and snapshots. Live
     /// collaboration runs over the WebSocket `GET /v1/projects/{id}/live` (docs/api.md).
     Timeline,
+    /// Background work (ingest, previews, renders): state, progress, cancellation.
+    Jobs,
 }
 
 pub type Service = OpenApiService<
@@ -28,6 +31,7 @@ pub type Service = OpenApiService<
         accounts::ApiKeysApi,
         projects::ProjectsApi,
         timeline::TimelineApi,
+        jobs::JobsApi,
     ),
     (),
 >;
@@ -39,6 +43,7 @@ pub fn service(public_url: Option<&str>) -> Service {
             accounts::ApiKeysApi,
             projects::ProjectsApi,
             timeline::TimelineApi,
+            jobs::JobsApi,
         ),
         "native-video-editor API",
         env!("CARGO_PKG_VERSION"),
