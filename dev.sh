@@ -93,6 +93,8 @@ cmd_run() {
   ui_ensure
   local profile_flag=() bin=target/debug/nve
   if [ -n "${NVE_RELEASE:-}" ]; then profile_flag=(--release); bin=target/release/nve; fi
+  # NVE_RELEASE is for this script; nve itself rejects NVE_* names it does not know.
+  unset NVE_RELEASE
   log "building nve"
   cargo build --locked -q "${profile_flag[@]}" -p nve-api --bin nve
   # People read a terminal; machines read JSON.
