@@ -180,7 +180,13 @@ impl Timeline {
 fn convert(tl: &Timeline, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'_>) -> Op {
     match d {
         OpDoc::AddTrack { index, track } => {
-            let track = i.track(&format!("{p}/track"), String::new(), track);
+            // Like a posted document, a track without an id gets `track-<n>`: the first such
+            // name not already taken.
+            let default_id = (tl.tracks.len()..)
+                .map(|n| format!("track-{n}"))
+                .find(|id| tl.track(id).is_none())
+                .unwrap_or_default();
+            let track = i.track(&format!("{p}/track"), default_id, track);
             Op::AddTrack {
                 index: index.unwrap_or(tl.tracks.len()),
                 track,
@@ -607,9 +613,11 @@ mod tests {
             panic!("{op:?}")
         };
         assert_eq!(*index, 3);
-        assert!(
-            matches!(tl.apply(&op, &cx()), Err(EditError::InvalidResult(_))),
-            "empty id"
-        );
+        let (next, _) = tl.apply(&op, &cx()).expect("a default id is given");
+        assert_eq!(next.tracks[3].id, "track-3");
+        // The default never collides with an existing track.
+        let again = next.op_from_doc(&doc, &cx()).expect("converts");
+        let (after, _) = next.apply(&again, &cx()).expect("applies");
+        assert_eq!(after.tracks[4].id, "track-4");
     }
 }
