@@ -117,16 +117,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                         strip_position(&inner.to_string())
                     ),
                 ),
-                Category::Data => {
-                    let message = strip_position(&inner.to_string());
-                    let code = field_code(&message);
-                    // A missing field is reported at its parent; point at the field itself.
-                    let pointer = match (code, backticked(&message)) {
-                        ("required", Some(name)) => format!("{pointer}/{name}"),
-                        _ => pointer,
-                    };
-                    ApiError::validation(vec![FieldError::new(pointer, code, message)])
-                }
+                Category::Data => shape_error(&pointer, &inner.to_string()),
             });
         }
     };
@@ -155,19 +146,21 @@ pub fn decode_value_at<T: DeserializeOwned>(
     pointer: &str,
 ) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
-        let inner = to_pointer(&err.path().to_string());
-        let message = strip_position(&err.inner().to_string());
-        let code = field_code(&message);
-        let inner = match (code, backticked(&message)) {
-            ("required", Some(name)) => format!("{inner}/{name}"),
-            _ => inner,
-        };
-        ApiError::validation(vec![FieldError::new(
-            format!("{pointer}{inner}"),
-            code,
-            message,
-        )])
+        let path = format!("{pointer}{}", to_pointer(&err.path().to_string()));
+        shape_error(&path, &err.inner().to_string())
     })
+}
+
+/// A value of the wrong shape at `pointer`, as a field error with a stable code.
+fn shape_error(pointer: &str, serde_message: &str) -> ApiError {
+    let message = strip_position(serde_message);
+    let code = field_code(&message);
+    // A missing field is reported at its parent; point at the field itself.
+    let pointer = match (code, backticked(&message)) {
+        ("required", Some(name)) => format!("{pointer}/{name}"),
+        _ => pointer.to_owned(),
+    };
+    ApiError::validation(vec![FieldError::new(pointer, code, message)])
 }
 
 /// serde_path_to_error writes `a.b[0].c`; JSON pointers are `/a/b/0/c`.

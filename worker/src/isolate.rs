@@ -119,6 +119,29 @@ struct LineError {
     transient: bool,
 }
 
+type Outcome = Option<Result<serde_json::Value, ChildError>>;
+
+/// Reads one protocol line. Other output is ignored: libraries sometimes print to stdout.
+fn take_line(text: &str, result: &mut Outcome, on_progress: &mut impl FnMut(Progress)) {
+    let Ok(parsed) = serde_json::from_str::<Line>(text) else {
+        return;
+    };
+    if let Some(p) = parsed.progress.filter(|p| p.is_finite()) {
+        on_progress(Progress {
+            fraction: p.clamp(0.0, 1.0),
+            detail: parsed.detail,
+        });
+    } else if let Some(r) = parsed.result {
+        *result = Some(Ok(r));
+    } else if let Some(e) = parsed.error {
+        *result = Some(Err(ChildError::Failed {
+            code: e.code,
+            message: e.message,
+            transient: e.transient,
+        }));
+    }
+}
+
 /// Keeps the last part of a child's stderr for the error message.
 const STDERR_TAIL: usize = 2000;
 
@@ -183,7 +206,7 @@ pub async fn run(
         text.get(start..).unwrap_or_default().to_owned()
     });
 
-    let mut result: Option<Result<serde_json::Value, ChildError>> = None;
+    let mut result: Outcome = None;
     let mut lines = stdout.map(|s| BufReader::new(s).lines());
     let deadline = tokio::time::sleep(limits.wall);
     tokio::pin!(deadline);
@@ -196,19 +219,7 @@ pub async fn run(
                 }
             } => {
                 match line {
-                    Ok(Some(text)) => {
-                        let Ok(parsed) = serde_json::from_str::<Line>(&text) else {
-                            // Not protocol: ignore (libraries sometimes print to stdout).
-                            continue;
-                        };
-                        if let Some(p) = parsed.progress.filter(|p| p.is_finite()) {
-                            on_progress(Progress { fraction: p.clamp(0.0, 1.0), detail: parsed.detail });
-                        } else if let Some(r) = parsed.result {
-                            result = Some(Ok(r));
-                        } else if let Some(e) = parsed.error {
-                            result = Some(Err(ChildError::Failed { code: e.code, message: e.message, transient: e.transient }));
-                        }
-                    }
+                    Ok(Some(text)) => take_line(&text, &mut result, &mut on_progress),
                     // stdout closed: wait for the exit status below.
                     _ => lines = None,
                 }
@@ -229,17 +240,7 @@ pub async fn run(
     // Lines written just before exit may still be buffered.
     if let Some(l) = lines.as_mut() {
         while let Ok(Some(text)) = l.next_line().await {
-            if let Ok(parsed) = serde_json::from_str::<Line>(&text) {
-                if let Some(r) = parsed.result {
-                    result = Some(Ok(r));
-                } else if let Some(e) = parsed.error {
-                    result = Some(Err(ChildError::Failed {
-                        code: e.code,
-                        message: e.message,
-                        transient: e.transient,
-                    }));
-                }
-            }
+            take_line(&text, &mut result, &mut on_progress);
         }
     }
     let stderr = stderr_task.await.unwrap_or_default();

@@ -173,6 +173,18 @@ pub async fn claim<C: ConnectionTrait>(
     owner: &str,
     lease: Duration,
 ) -> Result<Option<Lease>, JobError> {
+    Ok(claim_row(db, job_id, owner, lease)
+        .await?
+        .map(|(lease, _)| lease))
+}
+
+/// [`claim`], also returning the claimed row.
+async fn claim_row<C: ConnectionTrait>(
+    db: &C,
+    job_id: Uuid,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<(Lease, jobs::Model)>, JobError> {
     let now = Utc::now();
     let exhausted = jobs::Entity::update_many()
         .col_expr(jobs::Column::Status, Expr::value(Status::Failed.as_str()))
@@ -217,11 +229,14 @@ pub async fn claim<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or(JobError::NotFound(job_id))?;
-    Ok(Some(Lease {
-        job_id,
-        token,
-        attempt: row.attempts,
-    }))
+    Ok(Some((
+        Lease {
+            job_id,
+            token,
+            attempt: row.attempts,
+        },
+        row,
+    )))
 }
 
 /// Claims the next due job of `queue` (lowest priority value, then oldest). Several workers may
@@ -245,12 +260,8 @@ pub async fn claim_next<C: ConnectionTrait>(
         .all(db)
         .await?;
     for id in candidates {
-        if let Some(lease) = claim(db, id, owner, lease).await? {
-            let row = jobs::Entity::find_by_id(id)
-                .one(db)
-                .await?
-                .ok_or(JobError::NotFound(id))?;
-            return Ok(Some((lease, row)));
+        if let Some(claimed) = claim_row(db, id, owner, lease).await? {
+            return Ok(Some(claimed));
         }
     }
     Ok(None)

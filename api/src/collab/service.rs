@@ -102,6 +102,18 @@ pub fn initial_timeline() -> Timeline {
     }
 }
 
+/// A logged op (or inverse) back as the domain type.
+fn decode_op(json: &serde_json::Value) -> Result<Op, ApiError> {
+    serde_json::from_value(json.clone()).map_err(|e| ApiError::internal(format!("stored op: {e}")))
+}
+
+/// Re-applies a logged op while rebuilding an old version.
+fn replay(tl: &Timeline, op: &Op, version: i64, cx: &Context<'_>) -> Result<Timeline, ApiError> {
+    tl.apply(op, cx)
+        .map(|(next, _)| next)
+        .map_err(|e| ApiError::internal(format!("replaying version {version}: {e}")))
+}
+
 fn decode_timeline(json: &serde_json::Value) -> Result<Timeline, ApiError> {
     serde_json::from_value(json.clone())
         .map_err(|e| ApiError::internal(format!("stored timeline: {e}")))
@@ -200,13 +212,8 @@ pub async fn at_version<C: ConnectionTrait>(
         .await?;
     let limits = replay_limits();
     let cx = context(&limits);
-    for (v, ops) in rows {
-        let op: Op = serde_json::from_value(ops)
-            .map_err(|e| ApiError::internal(format!("stored op: {e}")))?;
-        tl = tl
-            .apply(&op, &cx)
-            .map_err(|e| ApiError::internal(format!("replaying version {v}: {e}")))?
-            .0;
+    for (v, op) in rows {
+        tl = replay(&tl, &decode_op(&op)?, v, &cx)?;
         at = v;
     }
     if at != version {
@@ -216,25 +223,22 @@ pub async fn at_version<C: ConnectionTrait>(
 }
 
 /// The wire form of a logged version's op, for clients replaying the log.
-pub fn wire_ops(row: &edits::Model, before: &Timeline) -> Result<Vec<serde_json::Value>, ApiError> {
-    let op: Op = serde_json::from_value(row.ops.clone())
-        .map_err(|e| ApiError::internal(format!("stored op: {e}")))?;
-    let flat = match op {
-        Op::Batch { ops } => ops,
-        other => vec![other],
-    };
-    flat.iter().map(|o| encode(&before.op_to_doc(o))).collect()
+fn wire_ops(op: &Op, before: &Timeline) -> Result<Vec<serde_json::Value>, ApiError> {
+    match op {
+        Op::Batch { ops } => ops.iter().map(|o| encode(&before.op_to_doc(o))).collect(),
+        other => Ok(vec![encode(&before.op_to_doc(other))?]),
+    }
 }
 
-/// The event that announces a logged version.
-pub fn event_for(row: &edits::Model, before: &Timeline) -> Result<ProjectEvent, ApiError> {
+/// The event that announces a logged version whose op is `op`.
+fn event_for(row: &edits::Model, op: &Op, before: &Timeline) -> Result<ProjectEvent, ApiError> {
     Ok(ProjectEvent::Op {
         version: row.version,
         base_version: row.base_version,
         author_id: row.author_id,
         client_op_id: row.client_op_id.clone(),
         kind: row.kind.clone(),
-        ops: wire_ops(row, before)?,
+        ops: wire_ops(op, before)?,
     })
 }
 
@@ -259,13 +263,9 @@ pub async fn events_after(
     let cx = context(&limits);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push((row.version, event_for(&row, &before)?));
-        let op: Op = serde_json::from_value(row.ops.clone())
-            .map_err(|e| ApiError::internal(format!("stored op: {e}")))?;
-        before = before
-            .apply(&op, &cx)
-            .map_err(|e| ApiError::internal(format!("replaying version {}: {e}", row.version)))?
-            .0;
+        let op = decode_op(&row.ops)?;
+        out.push((row.version, event_for(&row, &op, &before)?));
+        before = replay(&before, &op, row.version, &cx)?;
     }
     Ok(out)
 }
@@ -463,17 +463,14 @@ impl Collab {
                     Some(*target),
                 )
             }
-            Change::Undo => {
-                let target = undo_target(&txn, project, author).await?;
-                let inverse: Op = serde_json::from_value(target.inverse.clone())
-                    .map_err(|e| ApiError::internal(format!("stored inverse: {e}")))?;
-                Planned::new(inverse, Kind::Undo, Some(target.version))
-            }
-            Change::Redo => {
-                let target = redo_target(&txn, project, author).await?;
-                let again: Op = serde_json::from_value(target.inverse.clone())
-                    .map_err(|e| ApiError::internal(format!("stored inverse: {e}")))?;
-                Planned::new(again, Kind::Redo, Some(target.version))
+            // Undo applies the inverse of the caller's last change; redo the inverse of their
+            // last undo, which is the change again.
+            Change::Undo | Change::Redo => {
+                let (target, kind) = match change {
+                    Change::Undo => (undo_target(&txn, project, author).await?, Kind::Undo),
+                    _ => (redo_target(&txn, project, author).await?, Kind::Redo),
+                };
+                Planned::new(decode_op(&target.inverse)?, kind, Some(target.version))
             }
         };
         let (next, inverse) = tl.apply(&planned.op, &cx).map_err(|e| match planned.kind {
@@ -562,7 +559,7 @@ impl Collab {
                 .exec(&txn)
                 .await?;
         }
-        let event = event_for(&row, &tl)?;
+        let event = event_for(&row, &planned.op, &tl)?;
         txn.commit().await?;
         self.remember(project, new_version, Arc::new(next));
         Ok(Attempt::Done(
@@ -630,8 +627,7 @@ impl Collab {
                 .all(db)
                 .await?;
             for (their_version, their_ops) in since {
-                let theirs: Op = serde_json::from_value(their_ops)
-                    .map_err(|e| ApiError::internal(format!("stored op: {e}")))?;
+                let theirs = decode_op(&their_ops)?;
                 if domain.iter().any(|mine| tl.ops_conflict(mine, &theirs)) {
                     return Err(ApiError::new(
                         ErrorKind::EditConflict,
