@@ -62,6 +62,8 @@ pub struct Application {
     app: BoxEndpoint<'static>,
     grace: Duration,
     state: AppState,
+    /// Workers inside this process (embedded mode, or `jobs.embedded_workers`).
+    runtime: Option<nve_worker::runtime::RuntimeHandle>,
 }
 
 impl Application {
@@ -123,6 +125,55 @@ impl Application {
             max_duration: Duration::from_secs(t.max_duration_secs),
             strict_grid: t.strict_grid,
         };
+        let dispatcher = match (&config.queue.backend, &config.queue.redis_url) {
+            (nve_config::QueueBackend::Redis, Some(url)) => {
+                nve_worker::dispatch::Dispatcher::redis(
+                    url.expose(),
+                    &config.queue.redis_prefix,
+                    config.jobs.redis_backlog,
+                )
+                .await
+                .map_err(|e| StartError::Worker(nve_worker::WorkerError::Queue(e.to_string())))?
+            }
+            _ => nve_worker::dispatch::Dispatcher::local(),
+        };
+        nve_worker::install_tls_provider();
+        let webhook_key = Arc::new(secret.expose().as_bytes().to_vec());
+        let runtime = if config.jobs.embedded_workers {
+            let child = std::env::current_exe().map_err(|e| {
+                StartError::Worker(nve_worker::WorkerError::Queue(format!(
+                    "cannot locate this program for isolated children: {e}"
+                )))
+            })?;
+            let settings = nve_worker::runtime::Settings::from_config(
+                &config,
+                vec![
+                    (nve_worker::jobs::Queue::Edit, config.jobs.edit_concurrency),
+                    (
+                        nve_worker::jobs::Queue::Render,
+                        config.jobs.render_concurrency,
+                    ),
+                ],
+                child,
+            );
+            let webhooks = nve_worker::webhooks::Webhooks::new(
+                db.clone(),
+                nve_worker::runtime::webhook_settings(&config, &webhook_key),
+            );
+            tracing::info!(owner = %settings.owner, "starting embedded workers");
+            Some(
+                nve_worker::runtime::Runtime::new(
+                    db.clone(),
+                    dispatcher.clone(),
+                    Arc::new(hub.clone()),
+                    settings,
+                    Some(webhooks),
+                )
+                .start(),
+            )
+        } else {
+            None
+        };
         let collab = Collab::new(db.clone(), hub, limits);
         let service = routes::service(config.server.public_url.as_deref());
         let spec = routes::with_timeline_schemas(&service.spec());
@@ -141,6 +192,8 @@ impl Application {
             limiter: Arc::new(RateLimiter::default()),
             storage,
             collab,
+            dispatcher,
+            webhook_key,
             routes: Arc::new(route_map),
             profile,
             config: Arc::new(config),
@@ -188,6 +241,7 @@ impl Application {
             app,
             grace: Duration::from_secs(state.config.server.shutdown_grace_secs),
             state,
+            runtime,
         })
     }
 
@@ -206,9 +260,14 @@ impl Application {
         F: Future<Output = ()> + Send + 'static,
     {
         tracing::info!(addr = %self.addr, profile = %self.state.profile, "nve listening");
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.app, shutdown, Some(self.grace))
-            .await
+            .await;
+        if let Some(runtime) = self.runtime {
+            tracing::info!("draining embedded workers");
+            runtime.shutdown().await;
+        }
+        served
     }
 }
 

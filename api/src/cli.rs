@@ -57,6 +57,12 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Run one piece of isolated work and report JSON lines on stdout (used by workers).
+    #[command(hide = true)]
+    Exec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +97,10 @@ enum AdminAction {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Isolated children need no runtime, configuration or logging of their own.
+    if let Command::Exec { args } = &cli.command {
+        return nve_worker::child::main(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -179,6 +189,7 @@ async fn run(cli: Cli) -> ExitCode {
             };
             create_user(loaded, email, display_name).await
         }
+        Command::Exec { args } => nve_worker::child::main(args),
     }
 }
 

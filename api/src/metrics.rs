@@ -16,7 +16,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new()
+        let builder = nve_worker::metrics::with_job_buckets(PrometheusBuilder::new())
             .set_buckets_for_metric(
                 Matcher::Full(HTTP_REQUEST_DURATION.to_owned()),
                 LATENCY_BUCKETS,
@@ -25,6 +25,7 @@ pub fn handle() -> &'static PrometheusHandle {
         match builder.install_recorder() {
             Ok(handle) => {
                 describe();
+                nve_worker::metrics::describe();
                 handle
             }
             // Another recorder is already installed (embedding); render ours unregistered.

@@ -107,7 +107,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let pointer = to_pointer(&err.path().to_string());
             let inner = err.into_inner();
             use serde_json::error::Category;
+            // serde_json reports some wrong types (a number where an enum's string belongs)
+            // as syntax errors; if the document itself parses, it is a shape problem.
+            let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
             return Err(match inner.classify() {
+                Category::Syntax if well_formed => shape_error(&pointer, &inner.to_string()),
                 Category::Syntax | Category::Eof | Category::Io => ApiError::new(
                     ErrorKind::MalformedJson,
                     format!(

@@ -20,6 +20,10 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub storage: LocalStorage,
     pub collab: Collab,
+    /// Hands new jobs to the workers.
+    pub dispatcher: nve_worker::dispatch::Dispatcher,
+    /// The server key webhook signing secrets derive from (the JWT secret's bytes).
+    pub webhook_key: Arc<Vec<u8>>,
     /// OpenAPI operation id -> route template (`/v1/projects/{id}`), for metric labels.
     pub routes: Arc<HashMap<String, String>>,
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub queue: QueueConfig,
+    pub jobs: JobsConfig,
+    pub webhooks: WebhooksConfig,
     pub storage: StorageConfig,
     pub media: MediaConfig,
     pub timeline: TimelineConfig,
@@ -134,6 +136,50 @@ pub struct QueueConfig {
     pub redis_url: Option<DatabaseUrl>,
     /// Prefix of every Redis key nve writes, so several deployments or test runs can share one server.
     pub redis_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Run workers inside `nve serve` (always wanted embedded; optional next to `nve-worker`s).
+    pub embedded_workers: bool,
+    /// Concurrent `edit` jobs per worker process.
+    pub edit_concurrency: usize,
+    /// Concurrent `render` jobs per worker process.
+    pub render_concurrency: usize,
+    /// Starts allowed per job, crashes included, before it is failed.
+    pub max_attempts: i32,
+    /// A running job's lease; a dead worker's job is taken over within about this long.
+    pub lease_secs: u64,
+    /// How often each worker's reconciler runs.
+    pub reconcile_interval_ms: u64,
+    /// A dispatched job not started after this long, and gone from the queue, is sent again.
+    pub redispatch_after_secs: u64,
+    /// Job ids held in Redis per queue; the rest of a backlog waits in the database.
+    pub redis_backlog: usize,
+    /// On SIGTERM, how long running jobs may finish before they are handed back.
+    pub shutdown_grace_secs: u64,
+    /// Wall-clock limit of an isolated child.
+    pub child_timeout_secs: u64,
+    /// Address-space limit of an isolated child, MiB.
+    pub child_memory_mb: u64,
+    /// CPU-time limit of an isolated child, seconds.
+    pub child_cpu_secs: u64,
+    /// Accept `chaos` jobs (game days: children that crash, hang or fail on purpose).
+    pub chaos: bool,
+    /// Where `nve-worker run` serves /metrics and /healthz.
+    pub worker_bind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Deliver to private, loopback and link-local addresses (internal receivers, tests).
+    pub allow_private: bool,
+    /// Per delivery attempt.
+    pub timeout_secs: u64,
+    /// Attempts per event before it is marked failed.
+    pub max_attempts: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +288,27 @@ impl Config {
                 backend: QueueBackend::Sqlite,
                 redis_url: None,
                 redis_prefix: "nve".into(),
+            },
+            jobs: JobsConfig {
+                embedded_workers: true,
+                edit_concurrency: 4,
+                render_concurrency: 1,
+                max_attempts: 3,
+                lease_secs: 30,
+                reconcile_interval_ms: 1000,
+                redispatch_after_secs: 30,
+                redis_backlog: 1000,
+                shutdown_grace_secs: 30,
+                child_timeout_secs: 3600,
+                child_memory_mb: 4096,
+                child_cpu_secs: 4 * 3600,
+                chaos: false,
+                worker_bind: "127.0.0.1:9091".into(),
+            },
+            webhooks: WebhooksConfig {
+                allow_private: false,
+                timeout_secs: 10,
+                max_attempts: 8,
             },
             storage: StorageConfig {
                 backend: StorageBackend::Local,
@@ -424,6 +491,8 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<String>) -> Option<Con
     let database = section(figment, "database", problems);
     let auth = section(figment, "auth", problems);
     let queue = section(figment, "queue", problems);
+    let jobs = section(figment, "jobs", problems);
+    let webhooks = section(figment, "webhooks", problems);
     let storage = section(figment, "storage", problems);
     let media = section(figment, "media", problems);
     let timeline = section(figment, "timeline", problems);
@@ -435,6 +504,8 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<String>) -> Option<Con
         database: database?,
         auth: auth?,
         queue: queue?,
+        jobs: jobs?,
+        webhooks: webhooks?,
         storage: storage?,
         media: media?,
         timeline: timeline?,

@@ -136,6 +136,34 @@ pub(crate) fn validate(c: &Config, profile: Profile) -> Vec<String> {
         },
         _ => {}
     }
+    let j = &c.jobs;
+    if !(3..=3600).contains(&j.lease_secs) {
+        p.push("jobs.lease_secs (NVE_JOBS__LEASE_SECS): between 3 and 3600".into());
+    }
+    if j.edit_concurrency > 256 || j.render_concurrency > 256 {
+        p.push("jobs.edit_concurrency / jobs.render_concurrency: at most 256".into());
+    }
+    if !(1..=100).contains(&j.max_attempts) {
+        p.push("jobs.max_attempts (NVE_JOBS__MAX_ATTEMPTS): between 1 and 100".into());
+    }
+    if j.redis_backlog == 0 {
+        p.push("jobs.redis_backlog (NVE_JOBS__REDIS_BACKLOG): at least 1".into());
+    }
+    if !(50..=60_000).contains(&j.reconcile_interval_ms) {
+        p.push(
+            "jobs.reconcile_interval_ms (NVE_JOBS__RECONCILE_INTERVAL_MS): between 50 and 60000"
+                .into(),
+        );
+    }
+    if j.worker_bind.parse::<std::net::SocketAddr>().is_err() {
+        p.push("jobs.worker_bind (NVE_JOBS__WORKER_BIND): not a host:port address".into());
+    }
+    if !(1..=100).contains(&c.webhooks.max_attempts) {
+        p.push("webhooks.max_attempts (NVE_WEBHOOKS__MAX_ATTEMPTS): between 1 and 100".into());
+    }
+    if !(1..=300).contains(&c.webhooks.timeout_secs) {
+        p.push("webhooks.timeout_secs (NVE_WEBHOOKS__TIMEOUT_SECS): between 1 and 300".into());
+    }
     if c.queue.redis_prefix.is_empty()
         || !c
             .queue

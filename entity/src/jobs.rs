@@ -38,6 +38,13 @@ pub struct Model {
     pub queued_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// When the id was last handed to the queue backend; the reconciler re-dispatches queued
+    /// jobs whose dispatch is older than its window (a lost Redis, a worker that died between
+    /// taking the id and claiming the row).
+    pub dispatched_at: Option<DateTimeUtc>,
+    /// Where to POST the signed completion event, if anywhere.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub callback_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,3 +10,5 @@ pub mod sessions;
 pub mod snapshots;
 pub mod timelines;
 pub mod users;
+pub mod webhook_attempts;
+pub mod webhooks;

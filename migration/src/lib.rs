@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261130_000001_accounts_projects;
 mod m20261130_000002_timelines;
 mod m20261130_000003_jobs;
+mod m20261130_000004_dispatch_webhooks;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_accounts_projects::Migration),
             Box::new(m20261130_000002_timelines::Migration),
             Box::new(m20261130_000003_jobs::Migration),
+            Box::new(m20261130_000004_dispatch_webhooks::Migration),
         ]
     }
 }

@@ -176,7 +176,9 @@ pub async fn run(
         .arg("--")
         .arg(&program)
         .args(args)
-        .stdin(Stdio::null())
+        // The child's stdin stays open for as long as this worker lives: `nve … exec` children
+        // exit when it closes, so a worker killed with SIGKILL leaves no orphan behind.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -184,6 +186,7 @@ pub async fn run(
         program: program.display().to_string(),
         message: e.to_string(),
     })?;
+    let _stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let stderr_task = tokio::spawn(async move {

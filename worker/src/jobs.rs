@@ -56,6 +56,14 @@ impl Queue {
             Queue::Render => "render",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "edit" => Some(Queue::Edit),
+            "render" => Some(Queue::Render),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +113,8 @@ pub struct NewJob {
     pub priority: i16,
     pub max_attempts: i32,
     pub correlation_id: String,
+    /// Receives the signed completion event; checked by the caller (see `netguard`).
+    pub callback_url: Option<String>,
 }
 
 /// A claim on a running job. Results are accepted only while `token` is the job's token.
@@ -155,9 +165,121 @@ pub async fn enqueue<C: ConnectionTrait>(db: &C, new: NewJob) -> Result<jobs::Mo
         queued_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
+        // Assumes the caller dispatches right after commit; it clears this when it could not
+        // (queue full), and the reconciler re-sends what stays undispatched or goes stale.
+        dispatched_at: Set(Some(now)),
+        callback_url: Set(new.callback_url),
     }
     .insert(db)
     .await?)
+}
+
+/// Forgets that `job_id` was dispatched, so the reconciler sends it when the queue has room.
+pub async fn undispatched<C: ConnectionTrait>(db: &C, job_id: Uuid) -> Result<(), JobError> {
+    jobs::Entity::update_many()
+        .col_expr(
+            jobs::Column::DispatchedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(jobs::Column::Id.eq(job_id))
+        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Takes back a job that was recorded but could not be dispatched (the queue backend is
+/// down), so the request that created it can fail cleanly. Only a job nobody started is
+/// withdrawn; `Ok(false)` means it already ran or runs, and stays.
+pub async fn withdraw<C: ConnectionTrait>(db: &C, job_id: Uuid) -> Result<bool, JobError> {
+    let done = jobs::Entity::delete_many()
+        .filter(jobs::Column::Id.eq(job_id))
+        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
+        .filter(jobs::Column::Attempts.eq(0))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Marks one queued job as dispatched now; `Ok(false)` when it is no longer queued.
+pub async fn take_one_for_dispatch<C: ConnectionTrait>(
+    db: &C,
+    job_id: Uuid,
+) -> Result<bool, JobError> {
+    let done = jobs::Entity::update_many()
+        .col_expr(jobs::Column::DispatchedAt, Expr::value(Utc::now()))
+        .filter(jobs::Column::Id.eq(job_id))
+        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// A job handed to the dispatcher by [`take_for_dispatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToDispatch {
+    pub id: Uuid,
+    pub priority: i16,
+    /// It had been dispatched before (and went stale): send it only if the queue lost it.
+    pub resend: bool,
+}
+
+/// Marks up to `limit` due, queued jobs of `queue` as dispatched now and returns them, best
+/// first: those never dispatched, and those dispatched before `stale_before`. One guarded
+/// update takes them, so concurrent reconcilers split the rows instead of both sending them.
+pub async fn take_for_dispatch<C: ConnectionTrait>(
+    db: &C,
+    queue: Queue,
+    stale_before: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<ToDispatch>, JobError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let undispatched_or_stale = || {
+        sea_orm::Condition::any()
+            .add(jobs::Column::DispatchedAt.is_null())
+            .add(jobs::Column::DispatchedAt.lt(stale_before))
+    };
+    let candidates: Vec<(Uuid, Option<DateTime<Utc>>)> = jobs::Entity::find()
+        .select_only()
+        .column(jobs::Column::Id)
+        .column(jobs::Column::DispatchedAt)
+        .filter(jobs::Column::Queue.eq(queue.as_str()))
+        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
+        .filter(jobs::Column::RunAt.lte(now))
+        .filter(undispatched_or_stale())
+        .order_by_asc(jobs::Column::Priority)
+        .order_by_asc(jobs::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resent: std::collections::HashSet<Uuid> = candidates
+        .iter()
+        .filter(|(_, at)| at.is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    let mut taken: Vec<ToDispatch> = jobs::Entity::update_many()
+        .col_expr(jobs::Column::DispatchedAt, Expr::value(now))
+        .filter(jobs::Column::Id.is_in(candidates.iter().map(|(id, _)| *id)))
+        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
+        .filter(undispatched_or_stale())
+        .exec_with_returning(db)
+        .await?
+        .into_iter()
+        .map(|row| ToDispatch {
+            id: row.id,
+            priority: row.priority,
+            resend: resent.contains(&row.id),
+        })
+        .collect();
+    taken.sort_by_key(|t| (t.priority, t.id));
+    Ok(taken)
 }
 
 fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
@@ -186,24 +308,9 @@ async fn claim_row<C: ConnectionTrait>(
     lease: Duration,
 ) -> Result<Option<(Lease, jobs::Model)>, JobError> {
     let now = Utc::now();
-    let exhausted = jobs::Entity::update_many()
-        .col_expr(jobs::Column::Status, Expr::value(Status::Failed.as_str()))
-        .col_expr(jobs::Column::ErrorCode, Expr::value("too-many-attempts"))
-        .col_expr(
-            jobs::Column::ErrorMessage,
-            Expr::value("the job did not finish in its allowed attempts (its worker died or it kept failing)"),
-        )
-        .col_expr(jobs::Column::FinishedAt, Expr::value(now))
-        .filter(jobs::Column::Id.eq(job_id))
-        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
-        .filter(Expr::col(jobs::Column::Attempts).gte(Expr::col(jobs::Column::MaxAttempts)))
-        .exec(db)
-        .await?;
-    if exhausted.rows_affected > 0 {
-        return Ok(None);
-    }
     let token = Uuid::now_v7();
-    let claimed = jobs::Entity::update_many()
+    // One statement takes the row and returns it; RETURNING works on PostgreSQL and SQLite.
+    let mut claimed = jobs::Entity::update_many()
         .col_expr(jobs::Column::Status, Expr::value(Status::Running.as_str()))
         .col_expr(
             jobs::Column::Attempts,
@@ -220,23 +327,35 @@ async fn claim_row<C: ConnectionTrait>(
         .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
         .filter(jobs::Column::CancelRequested.eq(false))
         .filter(jobs::Column::RunAt.lte(now))
+        .filter(Expr::col(jobs::Column::Attempts).lt(Expr::col(jobs::Column::MaxAttempts)))
+        .exec_with_returning(db)
+        .await?;
+    if let Some(row) = claimed.pop() {
+        return Ok(Some((
+            Lease {
+                job_id,
+                token,
+                attempt: row.attempts,
+            },
+            row,
+        )));
+    }
+    // Not claimable: taken, not due, or out of attempts. The last is what stops a job that
+    // crashes its worker every time; it ends here instead of starting again.
+    jobs::Entity::update_many()
+        .col_expr(jobs::Column::Status, Expr::value(Status::Failed.as_str()))
+        .col_expr(jobs::Column::ErrorCode, Expr::value("too-many-attempts"))
+        .col_expr(
+            jobs::Column::ErrorMessage,
+            Expr::value("the job did not finish in its allowed attempts (its worker died or it kept failing)"),
+        )
+        .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+        .filter(jobs::Column::Id.eq(job_id))
+        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
+        .filter(Expr::col(jobs::Column::Attempts).gte(Expr::col(jobs::Column::MaxAttempts)))
         .exec(db)
         .await?;
-    if claimed.rows_affected != 1 {
-        return Ok(None);
-    }
-    let row = jobs::Entity::find_by_id(job_id)
-        .one(db)
-        .await?
-        .ok_or(JobError::NotFound(job_id))?;
-    Ok(Some((
-        Lease {
-            job_id,
-            token,
-            attempt: row.attempts,
-        },
-        row,
-    )))
+    Ok(None)
 }
 
 /// Claims the next due job of `queue` (lowest priority value, then oldest). Several workers may
@@ -365,7 +484,11 @@ pub async fn fail<C: ConnectionTrait>(
         let at = now + chrono::Duration::from_std(backoff(lease.attempt)).unwrap_or_default();
         update = update
             .col_expr(jobs::Column::Status, Expr::value(Status::Queued.as_str()))
-            .col_expr(jobs::Column::RunAt, Expr::value(at));
+            .col_expr(jobs::Column::RunAt, Expr::value(at))
+            .col_expr(
+                jobs::Column::DispatchedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            );
         Status::Queued
     } else {
         update = update
@@ -391,7 +514,11 @@ pub async fn release<C: ConnectionTrait>(db: &C, lease: &Lease) -> Result<(), Jo
             jobs::Column::LeaseExpiresAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .col_expr(jobs::Column::RunAt, Expr::value(Utc::now()));
+        .col_expr(jobs::Column::RunAt, Expr::value(Utc::now()))
+        .col_expr(
+            jobs::Column::DispatchedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        );
     guarded(db, lease, update).await
 }
 
@@ -473,6 +600,10 @@ pub async fn reconcile<C: ConnectionTrait>(db: &C) -> Result<Vec<Uuid>, JobError
         } else {
             base.col_expr(jobs::Column::Status, Expr::value(Status::Queued.as_str()))
                 .col_expr(jobs::Column::RunAt, Expr::value(now))
+                .col_expr(
+                    jobs::Column::DispatchedAt,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
         };
         let done = update.exec(db).await?;
         if done.rows_affected == 1 && attempts < max {
@@ -480,4 +611,28 @@ pub async fn reconcile<C: ConnectionTrait>(db: &C) -> Result<Vec<Uuid>, JobError
         }
     }
     Ok(requeued)
+}
+
+/// Whether someone asked to cancel `job_id` (read by the running worker once a second).
+pub async fn cancel_requested<C: ConnectionTrait>(db: &C, job_id: Uuid) -> Result<bool, JobError> {
+    Ok(jobs::Entity::find_by_id(job_id)
+        .select_only()
+        .column(jobs::Column::CancelRequested)
+        .into_tuple::<bool>()
+        .one(db)
+        .await?
+        .unwrap_or(false))
+}
+
+/// Jobs waiting per queue (queued, due or not), for the `nve_queue_depth` gauge.
+pub async fn queue_depths<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, i64)>, JobError> {
+    Ok(jobs::Entity::find()
+        .select_only()
+        .column(jobs::Column::Queue)
+        .column_as(jobs::Column::Id.count(), "n")
+        .filter(jobs::Column::Status.eq(Status::Queued.as_str()))
+        .group_by(jobs::Column::Queue)
+        .into_tuple()
+        .all(db)
+        .await?)
 }

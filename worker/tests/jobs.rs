@@ -44,6 +44,7 @@ fn new_job(queue: Queue, priority: i16, max_attempts: i32) -> NewJob {
         priority,
         max_attempts,
         correlation_id: "test".into(),
+        callback_url: None,
     }
 }
 

@@ -239,3 +239,25 @@ async fn subscribe(
     pubsub.psubscribe(format!("{prefix}:project:*")).await?;
     Ok(pubsub)
 }
+
+/// Workers running inside this process publish their job events through the hub, so they
+/// reach sessions on every replica exactly as `nve-worker`'s Redis events do.
+impl nve_worker::events::EventSink for Hub {
+    fn publish(&self, event: nve_worker::events::JobEvent) -> nve_worker::events::SinkFuture<'_> {
+        Box::pin(async move {
+            let project = event.project_id;
+            Hub::publish(
+                self,
+                project,
+                ProjectEvent::Job {
+                    job_id: event.job_id,
+                    kind: event.kind,
+                    status: event.status,
+                    progress: event.progress,
+                    detail: event.detail,
+                },
+            )
+            .await;
+        })
+    }
+}

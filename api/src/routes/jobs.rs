@@ -1,19 +1,29 @@
-//! Reading and cancelling jobs. A job of a project is visible to its members; a job outside
-//! any project only to the user who asked for it. Anyone else gets 404.
+//! Creating, reading and cancelling jobs, and their webhooks. A job of a project is visible to
+//! its members; a job outside any project only to the user who asked for it. Anyone else gets
+//! 404.
+//!
+//! The job's row (and its webhook's outbox row) is committed first, then its id is dispatched;
+//! if the queue backend is down the job is withdrawn and the request answers 503, so a client
+//! never holds the id of a job that will not run.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Deserialize;
 use uuid::Uuid;
 
-use nve_entity::jobs;
+use nve_entity::{jobs, webhook_attempts, webhooks};
+use nve_worker::handlers::{KIND_CANARY, KIND_CHAOS};
 use nve_worker::jobs as store;
+use nve_worker::{netguard, runtime};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ErrorKind};
+use crate::collab::hub::ProjectEvent;
+use crate::error::{ApiError, ErrorKind, FieldError, RequestInfo};
+use crate::payload::JsonBody;
 use crate::routes::ApiTags;
 use crate::routes::projects::{Role, membership, require_role};
 use crate::state::AppState;
@@ -51,6 +61,9 @@ pub struct Job {
     /// Follows the request that created the job into the worker's logs.
     pub correlation_id: String,
     pub cancel_requested: bool,
+    /// Receives the signed event when the job ends.
+    #[oai(skip_serializing_if_is_none)]
+    pub callback_url: Option<String>,
     pub queued_at: DateTime<Utc>,
     #[oai(skip_serializing_if_is_none)]
     pub started_at: Option<DateTime<Utc>>,
@@ -78,6 +91,7 @@ impl From<jobs::Model> for Job {
             result: j.result,
             correlation_id: j.correlation_id,
             cancel_requested: j.cancel_requested,
+            callback_url: j.callback_url,
             queued_at: j.queued_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
@@ -91,6 +105,110 @@ pub struct JobPage {
     /// Pass as `after` for the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next_after: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum CreateJobKind {
+    /// A no-op round trip through the queue: proves workers take and finish jobs.
+    Canary,
+    /// Game-day work in an isolated child that misbehaves on purpose; needs `jobs.chaos`.
+    Chaos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum JobPriority {
+    /// Someone is waiting: runs before batch work of the same queue.
+    Interactive,
+    Batch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum ChaosAction {
+    Sleep,
+    Crash,
+    Exit,
+    Hang,
+    Memory,
+    FailTransient,
+    FailPermanent,
+}
+
+#[derive(Debug, Deserialize, Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct ChaosRequest {
+    pub action: ChaosAction,
+    /// For `sleep`: how long the child works, in milliseconds.
+    #[oai(validator(minimum(value = "0"), maximum(value = "3600000")))]
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct CreateJob {
+    pub kind: CreateJobKind,
+    /// Default `interactive`.
+    pub priority: Option<JobPriority>,
+    /// Default from `jobs.max_attempts`.
+    #[oai(validator(minimum(value = "1"), maximum(value = "20")))]
+    pub max_attempts: Option<i32>,
+    /// An http(s) URL on a public address that receives the signed event when the job ends.
+    #[oai(validator(max_length = 2048))]
+    pub callback_url: Option<String>,
+    /// Required for `chaos` jobs.
+    pub chaos: Option<ChaosRequest>,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateJobResponse {
+    /// Queued.
+    #[oai(status = 202)]
+    Accepted(Json<Job>),
+}
+
+#[derive(Debug, Object)]
+pub struct WebhookSecret {
+    /// Your signing secret. Verify a delivery by computing
+    /// `hex(HMAC-SHA256(secret, "<t>.<raw body>"))` and comparing it with `v1` in the
+    /// `Nve-Signature: t=<unix seconds>,v1=<hex>` header; reject old `t`.
+    pub secret: String,
+    pub header: String,
+    pub scheme: String,
+}
+
+#[derive(Debug, Object)]
+pub struct WebhookAttempt {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub status_code: Option<i16>,
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub url: String,
+    /// `job.succeeded`, `job.failed`, `job.cancelled`; empty until the job ends.
+    pub event: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub deliveries: Vec<WebhookAttempt>,
 }
 
 #[derive(ApiResponse)]
@@ -121,8 +239,229 @@ async fn visible(
     }
 }
 
+fn guard_error(e: &netguard::GuardError) -> ApiError {
+    ApiError::validation(vec![FieldError::new(
+        "/callback_url",
+        e.code(),
+        e.to_string(),
+    )])
+}
+
 #[OpenApi(tag = "ApiTags::Jobs")]
 impl JobsApi {
+    /// Queue a job in a project (editors and owners). Kinds that do media work arrive with the
+    /// features that need them (ingest, render); `canary` checks the queue end to end.
+    #[oai(
+        path = "/projects/:id/jobs",
+        method = "post",
+        operation_id = "createProjectJob"
+    )]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        req: &poem::Request,
+        id: Path<Uuid>,
+        body: JsonBody<CreateJob>,
+    ) -> Result<CreateJobResponse, ApiError> {
+        require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
+        let body = body.0;
+        // The body is decoded with serde, so the schema's bounds are enforced here.
+        let mut errors = Vec::new();
+        if body.max_attempts.is_some_and(|n| !(1..=20).contains(&n)) {
+            errors.push(FieldError::new(
+                "/max_attempts",
+                "out-of-range",
+                "between 1 and 20",
+            ));
+        }
+        if body.callback_url.as_ref().is_some_and(|u| u.len() > 2048) {
+            errors.push(FieldError::new(
+                "/callback_url",
+                "too-long",
+                "at most 2048 characters",
+            ));
+        }
+        if body
+            .chaos
+            .as_ref()
+            .and_then(|c| c.duration_ms)
+            .is_some_and(|ms| ms > 3_600_000)
+        {
+            errors.push(FieldError::new(
+                "/chaos/duration_ms",
+                "out-of-range",
+                "at most 3600000",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let (kind, payload) = match (body.kind, body.chaos) {
+            (CreateJobKind::Canary, None) => (KIND_CANARY, serde_json::json!({})),
+            (CreateJobKind::Canary, Some(_)) => {
+                return Err(ApiError::validation(vec![FieldError::new(
+                    "/chaos",
+                    "not-allowed",
+                    "only chaos jobs take a chaos spec",
+                )]));
+            }
+            (CreateJobKind::Chaos, _) if !state.config.jobs.chaos => {
+                return Err(ApiError::forbidden(
+                    "chaos jobs are disabled on this deployment (jobs.chaos)",
+                ));
+            }
+            (CreateJobKind::Chaos, None) => {
+                return Err(ApiError::validation(vec![FieldError::new(
+                    "/chaos",
+                    "required",
+                    "a chaos job needs a chaos spec",
+                )]));
+            }
+            (CreateJobKind::Chaos, Some(spec)) => (
+                KIND_CHAOS,
+                serde_json::to_value(nve_worker::child::ChaosSpec {
+                    action: match spec.action {
+                        ChaosAction::Sleep => nve_worker::child::ChaosAction::Sleep,
+                        ChaosAction::Crash => nve_worker::child::ChaosAction::Crash,
+                        ChaosAction::Exit => nve_worker::child::ChaosAction::Exit,
+                        ChaosAction::Hang => nve_worker::child::ChaosAction::Hang,
+                        ChaosAction::Memory => nve_worker::child::ChaosAction::Memory,
+                        ChaosAction::FailTransient => nve_worker::child::ChaosAction::FailTransient,
+                        ChaosAction::FailPermanent => nve_worker::child::ChaosAction::FailPermanent,
+                    },
+                    duration_ms: spec.duration_ms,
+                })
+                .map_err(ApiError::internal)?,
+            ),
+        };
+        if let Some(url) = body.callback_url.as_deref() {
+            netguard::check(url, state.config.webhooks.allow_private)
+                .await
+                .map_err(|e| guard_error(&e))?;
+        }
+        let correlation_id = req
+            .extensions()
+            .get::<RequestInfo>()
+            .map(|r| r.request_id.clone())
+            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        let txn = nve_worker::db::begin_write(&state.db).await?;
+        let row = store::enqueue(
+            &txn,
+            store::NewJob {
+                project_id: Some(id.0),
+                created_by: Some(auth.0.user_id),
+                queue: store::Queue::Edit,
+                kind: kind.to_owned(),
+                payload,
+                priority: match body.priority {
+                    Some(JobPriority::Batch) => store::PRIORITY_BATCH,
+                    _ => store::PRIORITY_INTERACTIVE,
+                },
+                max_attempts: body.max_attempts.unwrap_or(state.config.jobs.max_attempts),
+                correlation_id,
+                callback_url: body.callback_url.clone(),
+            },
+        )
+        .await
+        .map_err(job_error)?;
+        if let Some(url) = body.callback_url.as_deref() {
+            nve_worker::webhooks::enqueue(
+                &txn,
+                row.id,
+                Some(auth.0.user_id),
+                url,
+                state.config.webhooks.max_attempts,
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        if let Err(e) = runtime::dispatch_new(&state.db, &state.dispatcher, &row).await {
+            tracing::warn!(error = %e, job_id = %row.id, "cannot dispatch; withdrawing the job");
+            let withdrawn = store::withdraw(&state.db, row.id).await.unwrap_or(false);
+            if withdrawn {
+                let mut err = ApiError::new(
+                    ErrorKind::Unavailable,
+                    "the job queue is unavailable; nothing was queued, try again shortly",
+                );
+                err.transient = true;
+                return Err(err);
+            }
+            // It already started somewhere (or the database is down too and the reconciler
+            // will dispatch it): the job exists, so report it.
+        }
+        publish(&state, &row).await;
+        Ok(CreateJobResponse::Accepted(Json(row.into())))
+    }
+
+    /// Your webhook signing secret and how deliveries are signed.
+    #[oai(
+        path = "/webhooks/secret",
+        method = "get",
+        operation_id = "getWebhookSecret"
+    )]
+    async fn webhook_secret(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+    ) -> Result<Json<WebhookSecret>, ApiError> {
+        Ok(Json(WebhookSecret {
+            secret: nve_worker::webhooks::signing_secret(&state.webhook_key, auth.0.user_id),
+            header: "Nve-Signature".into(),
+            scheme: "t=<unix seconds>,v1=hex(HMAC-SHA256(secret, \"<t>.<raw body>\"))".into(),
+        }))
+    }
+
+    /// A job's webhook deliveries, with every attempt.
+    #[oai(
+        path = "/jobs/:id/webhooks",
+        method = "get",
+        operation_id = "listJobWebhooks"
+    )]
+    async fn webhooks(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Vec<Webhook>>, ApiError> {
+        let (job, _) = visible(&state, auth.0.user_id, id.0).await?;
+        let hooks = webhooks::Entity::find()
+            .filter(webhooks::Column::JobId.eq(job.id))
+            .order_by_asc(webhooks::Column::Id)
+            .all(&state.db)
+            .await?;
+        let mut out = Vec::with_capacity(hooks.len());
+        for h in hooks {
+            let deliveries = webhook_attempts::Entity::find()
+                .filter(webhook_attempts::Column::WebhookId.eq(h.id))
+                .order_by_asc(webhook_attempts::Column::Attempt)
+                .all(&state.db)
+                .await?
+                .into_iter()
+                .map(|a| WebhookAttempt {
+                    attempt: a.attempt,
+                    started_at: a.started_at,
+                    duration_ms: a.duration_ms,
+                    status_code: a.status_code,
+                    error: a.error,
+                })
+                .collect();
+            out.push(Webhook {
+                id: h.id,
+                url: h.url,
+                event: h.event,
+                status: h.status,
+                attempts: h.attempts,
+                max_attempts: h.max_attempts,
+                next_attempt_at: h.next_attempt_at,
+                created_at: h.created_at,
+                finished_at: h.finished_at,
+                deliveries,
+            });
+        }
+        Ok(Json(out))
+    }
+
     /// A job: state, progress, attempts, error and timings.
     #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
     async fn get(
@@ -148,17 +487,15 @@ impl JobsApi {
         if let (Some(project), Some(_)) = (job.project_id, role) {
             require_role(&state.db, project, auth.0.user_id, Role::Editor).await?;
         }
-        store::cancel(&state.db, job.id)
-            .await
-            .map_err(|e| match e {
-                store::JobError::NotFound(_) => ApiError::not_found("job"),
-                store::JobError::Database(db) => ApiError::from(db),
-                other => ApiError::internal(other),
-            })?;
+        let before = job.status.clone();
+        store::cancel(&state.db, job.id).await.map_err(job_error)?;
         let job = jobs::Entity::find_by_id(job.id)
             .one(&state.db)
             .await?
             .ok_or_else(|| ApiError::not_found("job"))?;
+        if job.status != before {
+            publish(&state, &job).await;
+        }
         Ok(CancelResponse::Accepted(Json(job.into())))
     }
 
@@ -212,4 +549,33 @@ impl JobsApi {
             next_after,
         }))
     }
+}
+
+fn job_error(e: store::JobError) -> ApiError {
+    match e {
+        store::JobError::NotFound(_) => ApiError::not_found("job"),
+        store::JobError::Database(db) => ApiError::from(db),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Tells the project's sessions about a state change made here (workers publish their own).
+async fn publish(state: &AppState, job: &jobs::Model) {
+    let Some(project) = job.project_id else {
+        return;
+    };
+    state
+        .collab
+        .hub
+        .publish(
+            project,
+            ProjectEvent::Job {
+                job_id: job.id,
+                kind: job.kind.clone(),
+                status: job.status.clone(),
+                progress: job.progress,
+                detail: serde_json::json!({}),
+            },
+        )
+        .await;
 }

@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_dbs;
-use crate::helpers::{Db, TestApp, spawn_app};
+use crate::helpers::{Db, TestApp, spawn_app_with};
 use nve_worker::jobs::{self as store, NewJob, PRIORITY_BATCH, Queue};
 
 both_dbs!(jobs_are_visible_to_members_and_cancellable_by_editors);
@@ -19,6 +19,7 @@ async fn enqueue(app: &TestApp, project: Option<&str>, created_by: Option<&str>)
             priority: PRIORITY_BATCH,
             max_attempts: 3,
             correlation_id: "req-1".into(),
+            callback_url: None,
         },
     )
     .await
@@ -27,7 +28,8 @@ async fn enqueue(app: &TestApp, project: Option<&str>, created_by: Option<&str>)
 }
 
 async fn jobs_are_visible_to_members_and_cancellable_by_editors(db: Db) {
-    let app = spawn_app(db).await;
+    // No workers: these jobs must stay queued while the test looks at them.
+    let app = spawn_app_with(db, &[("NVE_JOBS__EMBEDDED_WORKERS", "false")]).await;
     let owner = app.user("jo@example.org").await;
     let viewer = app.user("jv@example.org").await;
     let stranger = app.user("js@example.org").await;

@@ -10,4 +10,5 @@ mod jobs;
 mod live;
 mod ops;
 mod projects;
+mod queue;
 mod timeline;

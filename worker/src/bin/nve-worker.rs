@@ -1,9 +1,21 @@
-//! `nve-worker`: the distributed mode's job consumer. Today it offers the operator's canary,
-//! `nve-worker check`, which verifies configuration and every dependency a worker needs.
+//! `nve-worker`: the distributed mode's job consumer.
+//!
+//! * `nve-worker run --queues edit,render --concurrency N`: consume the queues until SIGTERM or
+//!   SIGINT, then drain (finish running jobs within `jobs.shutdown_grace_secs`, hand back the
+//!   rest). Serves `/metrics` and `/healthz` on `jobs.worker_bind` (`--listen` overrides).
+//! * `nve-worker check`: verify configuration and every dependency a worker needs.
+//! * `nve-worker exec …`: one piece of isolated work (started by the worker itself).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+use nve_worker::dispatch::Dispatcher;
+use nve_worker::events::{EventSink, NoEvents, RedisEvents};
+use nve_worker::jobs::Queue;
+use nve_worker::runtime::{Runtime, Settings, webhook_settings};
+use nve_worker::webhooks::Webhooks;
 
 #[derive(Parser)]
 #[command(name = "nve-worker", version, about = "nve job worker")]
@@ -14,28 +26,284 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Consume jobs until SIGTERM/SIGINT, then drain.
+    Run {
+        /// Queues to serve, comma-separated: edit, render.
+        #[arg(long, default_value = "edit,render", value_delimiter = ',')]
+        queues: Vec<String>,
+        /// Concurrent jobs per queue (overrides jobs.edit_concurrency and
+        /// jobs.render_concurrency).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Address for /metrics and /healthz (overrides jobs.worker_bind).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Load the configuration, connect to the database, queue backend and storage, check
     /// GStreamer's elements, and print the report as JSON. Exit 0 when everything is ready.
     Check,
+    /// Run one piece of isolated work, reporting JSON lines on stdout.
+    #[command(hide = true)]
+    Exec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Check => check().await,
+    if let Command::Exec { args } = &cli.command {
+        return nve_worker::child::main(args);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nve-worker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Check => check().await,
+            Command::Run {
+                queues,
+                concurrency,
+                listen,
+            } => run(queues, concurrency, listen).await,
+            Command::Exec { .. } => ExitCode::SUCCESS,
+        }
+    })
+}
+
+fn load() -> Result<nve_config::Config, ExitCode> {
+    match nve_config::load(&nve_config::LoadOptions::default()) {
+        Ok(l) => {
+            let mut config = l.config;
+            if l.profile == nve_config::Profile::Dev
+                && let Err(e) = nve_config::ensure_dev_jwt_secret(&mut config)
+            {
+                eprintln!("nve-worker: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn init_logging(config: &nve_config::Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        nve_config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        nve_config::LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+async fn run(
+    queue_names: Vec<String>,
+    concurrency: Option<usize>,
+    listen: Option<String>,
+) -> ExitCode {
+    let config = match load() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&config);
+    nve_worker::install_tls_provider();
+    let mut queues = Vec::new();
+    for name in &queue_names {
+        match Queue::parse(name.trim()) {
+            Some(q) => {
+                let slots = concurrency.unwrap_or(match q {
+                    Queue::Edit => config.jobs.edit_concurrency,
+                    Queue::Render => config.jobs.render_concurrency,
+                });
+                queues.push((q, slots));
+            }
+            None => {
+                eprintln!("nve-worker: unknown queue {name:?} (edit, render)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let db = match nve_worker::db::connect(&config).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("nve-worker: database: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (dispatcher, events): (Dispatcher, Arc<dyn EventSink>) =
+        match (&config.queue.backend, &config.queue.redis_url) {
+            (nve_config::QueueBackend::Redis, Some(url)) => {
+                let d = Dispatcher::redis(
+                    url.expose(),
+                    &config.queue.redis_prefix,
+                    config.jobs.redis_backlog,
+                )
+                .await;
+                let e = RedisEvents::connect(url.expose(), &config.queue.redis_prefix).await;
+                match (d, e) {
+                    (Ok(d), Ok(e)) => (d, Arc::new(e)),
+                    (Err(err), _) => {
+                        eprintln!("nve-worker: redis: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                    (_, Err(err)) => {
+                        eprintln!("nve-worker: redis: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            _ => {
+                // Embedded deployments run their workers inside `nve serve`; a separate
+                // process on SQLite still works (it polls the database) but sends no events.
+                tracing::warn!("queue.backend is not redis: polling the database, no live events");
+                (Dispatcher::local(), Arc::new(NoEvents))
+            }
+        };
+    let child = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("nve-worker: cannot locate this program: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = Settings::from_config(&config, queues, child);
+    let key = config
+        .auth
+        .jwt_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes().to_vec())
+        .unwrap_or_default();
+    let webhooks = if key.is_empty() {
+        tracing::warn!("auth.jwt_secret is not set: this worker sends no webhooks");
+        None
+    } else {
+        Some(Webhooks::new(db.clone(), webhook_settings(&config, &key)))
+    };
+    let bind = listen.unwrap_or_else(|| config.jobs.worker_bind.clone());
+    let listener = match tokio::net::TcpListener::bind(&bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("nve-worker: cannot listen on {bind}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(bind);
+    drop(listener);
+    let recorder = metrics_handle();
+    let ops = ops_server(addr.clone(), recorder, db.clone(), dispatcher.clone());
+    let ops_task = tokio::spawn(ops);
+    tracing::info!(owner = %settings.owner, queues = ?settings.queues, metrics = %addr, "nve-worker running");
+    let handle = Runtime::new(db, dispatcher, events, settings, webhooks).start();
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; draining");
+    handle.shutdown().await;
+    ops_task.abort();
+    tracing::info!("drained; bye");
+    ExitCode::SUCCESS
+}
+
+fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
+    let builder = nve_worker::metrics::with_job_buckets(
+        metrics_exporter_prometheus::PrometheusBuilder::new(),
+    );
+    match builder.install_recorder() {
+        Ok(h) => {
+            nve_worker::metrics::describe();
+            h
+        }
+        Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle(),
+    }
+}
+
+async fn ops_server(
+    addr: String,
+    recorder: metrics_exporter_prometheus::PrometheusHandle,
+    db: sea_orm::DatabaseConnection,
+    dispatcher: Dispatcher,
+) {
+    use poem::{EndpointExt, Route, get, handler, web::Data};
+
+    #[handler]
+    fn metrics(recorder: Data<&metrics_exporter_prometheus::PrometheusHandle>) -> String {
+        recorder.render()
+    }
+
+    #[handler]
+    async fn healthz(
+        db: Data<&sea_orm::DatabaseConnection>,
+        dispatcher: Data<&Dispatcher>,
+    ) -> poem::Response {
+        let db_ok = db.ping().await.is_ok();
+        let queue_ok = dispatcher.ping().await.is_ok();
+        let body = serde_json::json!({
+            "status": if db_ok && queue_ok { "ok" } else { "unavailable" },
+            "database": db_ok,
+            "queue": queue_ok,
+        });
+        poem::Response::builder()
+            .status(if db_ok && queue_ok {
+                poem::http::StatusCode::OK
+            } else {
+                poem::http::StatusCode::SERVICE_UNAVAILABLE
+            })
+            .content_type("application/json")
+            .body(body.to_string())
+    }
+
+    let app = Route::new()
+        .at("/metrics", get(metrics))
+        .at("/healthz", get(healthz))
+        .data(recorder)
+        .data(db)
+        .data(dispatcher);
+    if let Err(e) = poem::Server::new(poem::listener::TcpListener::bind(addr))
+        .run(app)
+        .await
+    {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }
 
 async fn check() -> ExitCode {
-    let loaded = match nve_config::load(&nve_config::LoadOptions::default()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+    let config = match load() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let config = loaded.config;
     let db = match nve_worker::db::connect(&config).await {
         Ok(db) => db,
         Err(e) => {

@@ -1,0 +1,121 @@
+//! The child side of [`crate::isolate`]: `nve exec KIND JSON` and `nve-worker exec KIND JSON`
+//! run one piece of work and speak the JSON-lines protocol on stdout. Media kinds arrive with
+//! the ingest and render work; today's kind is `chaos`, the operators' game-day job that makes
+//! a child misbehave on purpose (crash, hang, exhaust memory, fail) so the isolation, retry and
+//! poison-job handling can be exercised on a live system.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// What a chaos job does in its child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChaosAction {
+    /// Work for `duration_ms`, reporting progress, then succeed.
+    Sleep,
+    /// Abort (SIGABRT) at once: a crashing decoder.
+    Crash,
+    /// Exit with status 3 without a result.
+    Exit,
+    /// Never finish: the wall-clock limit ends it.
+    Hang,
+    /// Allocate until the memory limit stops it.
+    Memory,
+    /// Report a transient failure (retried with backoff).
+    FailTransient,
+    /// Report a permanent failure (the job fails at once).
+    FailPermanent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosSpec {
+    pub action: ChaosAction,
+    /// For `sleep`: how long to work. Default 1000.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// Entry point of the `exec` subcommand. `args`: the kind, then its JSON spec.
+pub fn main(args: &[String]) -> ExitCode {
+    watch_parent();
+    match args {
+        [kind, spec] if kind == "chaos" => match serde_json::from_str::<ChaosSpec>(spec) {
+            Ok(spec) => chaos(&spec),
+            Err(e) => fail("invalid-payload", &format!("chaos spec: {e}"), false),
+        },
+        [kind, ..] => fail(
+            "unknown-kind",
+            &format!("no child work of kind {kind:?}"),
+            false,
+        ),
+        [] => fail("invalid-payload", "exec needs a kind and its JSON", false),
+    }
+}
+
+/// Exits when stdin closes: the worker holds our stdin open while it lives, so a worker killed
+/// with SIGKILL takes its children with it instead of leaving them running.
+fn watch_parent() {
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        loop {
+            match stdin.read(&mut sink) {
+                Ok(0) | Err(_) => std::process::exit(70),
+                Ok(_) => {}
+            }
+        }
+    });
+}
+
+fn line(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout means the worker is gone; the stdin watcher ends us.
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+fn fail(code: &str, message: &str, transient: bool) -> ExitCode {
+    line(&serde_json::json!({"error": {"code": code, "message": message, "transient": transient}}));
+    ExitCode::from(1)
+}
+
+fn chaos(spec: &ChaosSpec) -> ExitCode {
+    match spec.action {
+        ChaosAction::Sleep => {
+            let total = Duration::from_millis(spec.duration_ms.unwrap_or(1000));
+            let start = Instant::now();
+            while start.elapsed() < total {
+                std::thread::sleep(Duration::from_millis(100).min(total));
+                let done = start.elapsed().as_secs_f64() / total.as_secs_f64().max(1e-9);
+                line(&serde_json::json!({"progress": done.min(1.0)}));
+            }
+            line(&serde_json::json!({"result": {"slept_ms": start.elapsed().as_millis() as u64}}));
+            ExitCode::SUCCESS
+        }
+        ChaosAction::Crash => std::process::abort(),
+        ChaosAction::Exit => ExitCode::from(3),
+        ChaosAction::Hang => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        ChaosAction::Memory => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                // Touch every page so the limit is really reached, not just reserved.
+                hoard.push(vec![1u8; 64 << 20]);
+                if hoard.len() > 1 << 16 {
+                    return fail("memory", "no memory limit stopped the allocation", false);
+                }
+            }
+        }
+        ChaosAction::FailTransient => {
+            fail("chaos-transient", "a transient failure, on purpose", true)
+        }
+        ChaosAction::FailPermanent => {
+            fail("chaos-permanent", "a permanent failure, on purpose", false)
+        }
+    }
+}
