@@ -223,6 +223,8 @@ async fn a_queued_job_is_cancelled_at_once(db: Db) {
     assert!(c.body["finished_at"].is_string());
 }
 
+type Received = Arc<Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>;
+
 /// A receiver that answers 500 to its first delivery and 200 afterwards, recording each
 /// request's headers and body.
 async fn receiver() -> (
@@ -234,7 +236,7 @@ async fn receiver() -> (
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let seen: Arc<Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>> = Arc::default();
+    let seen: Received = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
         loop {
