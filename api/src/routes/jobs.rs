@@ -385,6 +385,7 @@ impl JobsApi {
                     "the job queue is unavailable; nothing was queued, try again shortly",
                 );
                 err.transient = true;
+                err.retry_after_secs = Some(2);
                 return Err(err);
             }
             // It already started somewhere (or the database is down too and the reconciler
