@@ -39,7 +39,10 @@ fn start_workers(n: usize, db_url: &str, prefix: &str, concurrency: usize) -> Ve
                 .env("NVE_DATA_DIR", data)
                 .env("NVE_DATABASE__URL", db_url)
                 .env("NVE_DATABASE__MAX_CONNECTIONS", "40")
-                .env("NVE_AUTH__JWT_SECRET", "bench-secret-0123456789abcdef0123456789ab")
+                .env(
+                    "NVE_AUTH__JWT_SECRET",
+                    "bench-secret-0123456789abcdef0123456789ab",
+                )
                 .env("NVE_QUEUE__BACKEND", "redis")
                 .env("NVE_QUEUE__REDIS_URL", REDIS)
                 .env("NVE_QUEUE__REDIS_PREFIX", prefix)
@@ -121,9 +124,13 @@ async fn waits(db: &DatabaseConnection) -> (Vec<f64>, f64) {
 
 async fn run(workers: usize, n: usize, pg: &PgDatabase) -> (f64, f64, f64, f64, f64) {
     let db = Database::connect(&pg.url).await.expect("db");
-    db.execute_unprepared("DELETE FROM jobs").await.expect("clear");
+    db.execute_unprepared("DELETE FROM jobs")
+        .await
+        .expect("clear");
     let prefix = format!("nve-bench-{}", uuid::Uuid::new_v4().simple());
-    let dispatcher = Dispatcher::redis(REDIS, &prefix, 1000).await.expect("redis");
+    let dispatcher = Dispatcher::redis(REDIS, &prefix, 1000)
+        .await
+        .expect("redis");
     let procs = start_workers(workers, &pg.url, &prefix, 32);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -155,7 +162,9 @@ async fn run(workers: usize, n: usize, pg: &PgDatabase) -> (f64, f64, f64, f64, 
     let throughput = total as f64 / span.min(wall);
 
     // Idle pickup: one job at a time into an idle queue.
-    db.execute_unprepared("DELETE FROM jobs").await.expect("clear");
+    db.execute_unprepared("DELETE FROM jobs")
+        .await
+        .expect("clear");
     for _ in 0..200 {
         let row = jobs::enqueue(&db, new_job()).await.expect("enqueue");
         nve_worker::runtime::dispatch_new(&db, &dispatcher, &row)
@@ -203,7 +212,9 @@ async fn main() {
         .unwrap_or(20_000);
     let pg = PgDatabase::create().await;
     let db = Database::connect(&pg.url).await.expect("db");
-    nve_migration::Migrator::up(&db, None).await.expect("migrate");
+    nve_migration::Migrator::up(&db, None)
+        .await
+        .expect("migrate");
     drop(db);
     let (lpush, rpop) = redis_floor();
     println!("jobs per run: {n}; worker concurrency 32; PostgreSQL + Redis on this machine");

@@ -67,9 +67,16 @@ pub async fn check(raw: &str, allow_private: bool) -> Result<CheckedUrl, GuardEr
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((bare.as_str(), port)).await {
-        Ok(found) => found.collect(),
-        Err(_) => return Err(GuardError::Unresolved(host)),
+    // A resolver that does not answer must not hold a request (or a delivery) for long.
+    let target = (bare.clone(), port);
+    let lookup = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::net::lookup_host(target),
+    )
+    .await;
+    let addrs: Vec<SocketAddr> = match lookup {
+        Ok(Ok(found)) => found.collect(),
+        _ => return Err(GuardError::Unresolved(host)),
     };
     if addrs.is_empty() {
         return Err(GuardError::Unresolved(host));

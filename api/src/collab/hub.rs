@@ -77,7 +77,8 @@ pub struct Hub {
 #[derive(Clone)]
 struct RedisFanout {
     client: redis::Client,
-    conn: redis::aio::MultiplexedConnection,
+    /// Reconnects by itself after Redis restarts (a plain multiplexed connection stays broken).
+    conn: redis::aio::ConnectionManager,
     prefix: String,
 }
 
@@ -98,7 +99,7 @@ impl Hub {
     /// Connects to Redis and starts relaying `{prefix}:project:*` into local channels.
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let conn = client.get_multiplexed_async_connection().await?;
+        let conn = client.get_connection_manager().await?;
         let hub = Self {
             channels: Arc::default(),
             presence: Arc::default(),
