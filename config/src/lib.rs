@@ -167,6 +167,9 @@ pub struct JobsConfig {
     pub child_cpu_secs: u64,
     /// Accept `chaos` jobs (game days: children that crash, hang or fail on purpose).
     pub chaos: bool,
+    /// `nve-worker` on PostgreSQL commits without waiting for the WAL flush; its writes are
+    /// all redone if a database crash loses them (see docs/jobs.md).
+    pub async_commit: bool,
     /// Where `nve-worker run` serves /metrics and /healthz.
     pub worker_bind: String,
 }
@@ -297,12 +300,13 @@ impl Config {
                 lease_secs: 30,
                 reconcile_interval_ms: 1000,
                 redispatch_after_secs: 30,
-                redis_backlog: 1000,
+                redis_backlog: 10_000,
                 shutdown_grace_secs: 30,
                 child_timeout_secs: 3600,
                 child_memory_mb: 4096,
                 child_cpu_secs: 4 * 3600,
                 chaos: false,
+                async_commit: true,
                 worker_bind: "127.0.0.1:9091".into(),
             },
             webhooks: WebhooksConfig {

@@ -11,6 +11,20 @@ use crate::WorkerError;
 /// `synchronous=NORMAL`, which is durable across process crashes in WAL mode, a busy timeout
 /// so concurrent writers queue instead of failing, and enforced foreign keys.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, WorkerError> {
+    open(config, false).await
+}
+
+/// The connection of a worker process. With `jobs.async_commit` on PostgreSQL, its commits
+/// do not wait for the WAL flush (`synchronous_commit = off`). Every write a worker makes is
+/// redone if lost: a lost claim leaves the job queued (re-dispatched), a lost completion
+/// leaves it running until its lease expires (run again), a lost delivery mark re-sends a
+/// webhook with the same id. What must survive a crash of PostgreSQL — a job's creation —
+/// is written by the API on a synchronous connection. This halves PostgreSQL's cost per job.
+pub async fn connect_worker(config: &Config) -> Result<DatabaseConnection, WorkerError> {
+    open(config, config.jobs.async_commit).await
+}
+
+async fn open(config: &Config, async_commit: bool) -> Result<DatabaseConnection, WorkerError> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
         // The embedded database lives in the data directory, which may not exist on first start.
@@ -30,6 +44,13 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, WorkerError>
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+        })
+        .map_sqlx_postgres_opts(move |o| {
+            if async_commit {
+                o.options([("synchronous_commit", "off")])
+            } else {
+                o
+            }
         });
     Ok(Database::connect(opts).await?)
 }

@@ -6,8 +6,8 @@
 //!   an in-process notifier and workers claim the next due row of their queue straight from
 //!   the database, by priority. Nothing to lose, nothing to bound.
 //! * `Redis` (distributed mode): one list per queue and priority class under the configured
-//!   prefix. Workers `BLPOP` the interactive list before the batch list, so pickup is a single
-//!   round trip when the queue is idle. Pushes go through a script that refuses once the
+//!   prefix. Workers `BLMPOP` the interactive list before the batch list (as many ids as they
+//!   have free slots), so pickup is a single round trip when the queue is idle. Pushes go through a script that refuses once the
 //!   queue holds `backlog` ids: the rest of a large backlog stays in the database (its
 //!   `dispatched_at` unset) and the reconciler feeds it in as the lists drain, so Redis memory
 //!   and the per-pop cost stay flat however many jobs wait.
@@ -187,7 +187,7 @@ impl Dispatcher {
                 queue,
             },
             Dispatcher::Redis(r) => Receiver::Redis {
-                // BLPOP blocks its connection: the receiver gets one of its own, not the shared
+                // BLMPOP blocks its connection: the receiver gets one of its own, not the shared
                 // multiplexed one.
                 client: r.client.clone(),
                 conn: None,
@@ -244,9 +244,13 @@ pub enum Receiver {
 }
 
 impl Receiver {
-    /// Waits up to `wait` for the next delivery. `Ok(None)`: nothing arrived in time (callers
-    /// use the tick to notice shutdown).
-    pub async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>, DispatchError> {
+    /// Waits up to `wait` for deliveries, at most `max` of them (the caller's free slots).
+    /// Empty: nothing arrived in time (callers use the tick to notice shutdown).
+    pub async fn next(
+        &mut self,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, DispatchError> {
         match self {
             Receiver::Local { dispatch, queue } => {
                 let notify = match queue {
@@ -256,13 +260,13 @@ impl Receiver {
                 // Either way the caller looks for due rows: the timeout covers retries whose
                 // backoff elapsed while nobody poked.
                 let _ = tokio::time::timeout(wait, notify.notified()).await;
-                Ok(Some(Delivery::Poll))
+                Ok(vec![Delivery::Poll])
             }
             Receiver::Redis { client, conn, keys } => {
                 if conn.is_none() {
                     let config = redis::AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(Duration::from_secs(2)))
-                        // BLPOP's own timeout plus slack; a dead server surfaces as an error.
+                        // BLMPOP's own timeout plus slack; a dead server surfaces as an error.
                         .set_response_timeout(Some(wait + Duration::from_secs(3)));
                     *conn = Some(Box::new(
                         client
@@ -271,18 +275,27 @@ impl Receiver {
                     ));
                 }
                 let Some(c) = conn.as_mut() else {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 };
-                let popped: Result<Option<(String, String)>, redis::RedisError> =
-                    redis::cmd("BLPOP")
+                // One round trip takes as many ids as there are free slots, interactive first.
+                let popped: Result<Option<(String, Vec<String>)>, redis::RedisError> =
+                    redis::cmd("BLMPOP")
+                        .arg(wait.as_secs_f64().max(0.01))
+                        .arg(2)
                         .arg(&keys[0])
                         .arg(&keys[1])
-                        .arg(wait.as_secs_f64().max(0.01))
+                        .arg("LEFT")
+                        .arg("COUNT")
+                        .arg(max.max(1))
                         .query_async(c.as_mut())
                         .await;
                 match popped {
-                    Ok(Some((_, id))) => Ok(Uuid::parse_str(&id).ok().map(Delivery::Job)),
-                    Ok(None) => Ok(None),
+                    Ok(Some((_, ids))) => Ok(ids
+                        .iter()
+                        .filter_map(|id| Uuid::parse_str(id).ok())
+                        .map(Delivery::Job)
+                        .collect()),
+                    Ok(None) => Ok(Vec::new()),
                     Err(e) => {
                         // Reconnect on the next call.
                         *conn = None;

@@ -301,7 +301,7 @@ pub async fn claim<C: ConnectionTrait>(
 }
 
 /// [`claim`], also returning the claimed row.
-async fn claim_row<C: ConnectionTrait>(
+pub async fn claim_row<C: ConnectionTrait>(
     db: &C,
     job_id: Uuid,
     owner: &str,
@@ -568,18 +568,19 @@ pub async fn cancelled<C: ConnectionTrait>(db: &C, lease: &Lease) -> Result<(), 
 /// once they have used their attempts. Returns the ids put back, for re-dispatch.
 pub async fn reconcile<C: ConnectionTrait>(db: &C) -> Result<Vec<Uuid>, JobError> {
     let now = Utc::now();
-    let expired: Vec<(Uuid, i32, i32)> = jobs::Entity::find()
+    let expired: Vec<(Uuid, i32, i32, bool)> = jobs::Entity::find()
         .select_only()
         .column(jobs::Column::Id)
         .column(jobs::Column::Attempts)
         .column(jobs::Column::MaxAttempts)
+        .column(jobs::Column::CancelRequested)
         .filter(jobs::Column::Status.eq(Status::Running.as_str()))
         .filter(jobs::Column::LeaseExpiresAt.lt(now))
         .into_tuple()
         .all(db)
         .await?;
     let mut requeued = Vec::new();
-    for (id, attempts, max) in expired {
+    for (id, attempts, max, cancel) in expired {
         let base = jobs::Entity::update_many()
             .col_expr(jobs::Column::LeaseToken, Expr::value(Option::<Uuid>::None))
             .col_expr(
@@ -589,7 +590,14 @@ pub async fn reconcile<C: ConnectionTrait>(db: &C) -> Result<Vec<Uuid>, JobError
             .filter(jobs::Column::Id.eq(id))
             .filter(jobs::Column::Status.eq(Status::Running.as_str()))
             .filter(jobs::Column::LeaseExpiresAt.lt(now));
-        let update = if attempts >= max {
+        // A job whose cancellation was asked for ends cancelled: it must not run again.
+        let update = if cancel {
+            base.col_expr(
+                jobs::Column::Status,
+                Expr::value(Status::Cancelled.as_str()),
+            )
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+        } else if attempts >= max {
             base.col_expr(jobs::Column::Status, Expr::value(Status::Failed.as_str()))
                 .col_expr(jobs::Column::ErrorCode, Expr::value("too-many-attempts"))
                 .col_expr(
@@ -606,7 +614,7 @@ pub async fn reconcile<C: ConnectionTrait>(db: &C) -> Result<Vec<Uuid>, JobError
                 )
         };
         let done = update.exec(db).await?;
-        if done.rows_affected == 1 && attempts < max {
+        if done.rows_affected == 1 && attempts < max && !cancel {
             requeued.push(id);
         }
     }

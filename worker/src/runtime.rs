@@ -144,6 +144,9 @@ async fn changed_to_true(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Most ids one receive takes at once.
+const MAX_BATCH: usize = 64;
+
 async fn fetch_loop(
     inner: Arc<Inner>,
     queue: Queue,
@@ -177,31 +180,20 @@ async fn fetch_loop(
         let Some(rx) = receiver.as_mut() else {
             continue;
         };
-        let delivery = tokio::select! {
-            d = rx.next(wait) => d,
+        // Every slot free right now can take a job from this one round trip.
+        let mut slots = vec![permit];
+        while slots.len() < MAX_BATCH {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => slots.push(p),
+                Err(_) => break,
+            }
+        }
+        let deliveries = tokio::select! {
+            d = rx.next(wait, slots.len()) => d,
             () = changed_to_true(&mut stop) => break,
         };
-        let claimed = match delivery {
-            Ok(None) => continue,
-            Ok(Some(Delivery::Job(id))) => {
-                jobs::claim(&inner.db, id, &inner.settings.owner, inner.settings.lease)
-                    .await
-                    .map(|c| c.map(|lease| (lease, None)))
-            }
-            Ok(Some(Delivery::Poll)) => jobs::claim_next(
-                &inner.db,
-                queue,
-                &inner.settings.owner,
-                inner.settings.lease,
-            )
-            .await
-            .map(|c| {
-                c.map(|(lease, row)| {
-                    // More may be due: look again on the next turn instead of waiting.
-                    inner.dispatcher.poke(queue);
-                    (lease, Some(row))
-                })
-            }),
+        let deliveries = match deliveries {
+            Ok(d) => d,
             Err(e) => {
                 receiver = None;
                 backoff_after_error(&mut failures, &e.to_string(), queue, &mut stop).await;
@@ -209,41 +201,38 @@ async fn fetch_loop(
             }
         };
         failures = 0;
-        match claimed {
-            Ok(Some((lease, row))) => {
-                let inner = inner.clone();
-                let release = release.clone();
-                running.spawn(async move {
-                    let row = match row {
-                        Some(r) => Some(r),
-                        None => job_rows_find(&inner.db, lease.job_id).await,
-                    };
-                    if let Some(row) = row {
-                        execute(inner, lease, row, release).await;
+        for (delivery, permit) in deliveries.into_iter().zip(slots) {
+            // The claim runs in the job's task, so the loop goes straight back to the queue.
+            let inner = inner.clone();
+            let release = release.clone();
+            running.spawn(async move {
+                let owner = &inner.settings.owner;
+                let lease = inner.settings.lease;
+                let claimed = match delivery {
+                    Delivery::Job(id) => jobs::claim_row(&inner.db, id, owner, lease).await,
+                    Delivery::Poll => {
+                        let c = jobs::claim_next(&inner.db, queue, owner, lease).await;
+                        if matches!(c, Ok(Some(_))) {
+                            // More may be due: look again instead of waiting for a poke.
+                            inner.dispatcher.poke(queue);
+                        }
+                        c
                     }
-                    drop(permit);
-                });
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // The delivery is lost with the error; the reconciler re-sends the job once
-                // its dispatch goes stale.
-                tracing::warn!(error = %e, queue = queue.as_str(), "cannot claim a job");
-            }
+                };
+                match claimed {
+                    Ok(Some((lease, row))) => execute(inner, lease, row, release).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        // The delivery is lost with the error; the reconciler re-sends the
+                        // job once its dispatch goes stale.
+                        tracing::warn!(error = %e, queue = queue.as_str(), "cannot claim a job");
+                    }
+                }
+                drop(permit);
+            });
         }
     }
     while running.join_next().await.is_some() {}
-}
-
-async fn job_rows_find(db: &DatabaseConnection, id: uuid::Uuid) -> Option<job_rows::Model> {
-    use sea_orm::EntityTrait;
-    match job_rows::Entity::find_by_id(id).one(db).await {
-        Ok(row) => row,
-        Err(e) => {
-            tracing::warn!(error = %e, job_id = %id, "cannot read a claimed job");
-            None
-        }
-    }
 }
 
 async fn backoff_after_error(

@@ -32,6 +32,8 @@ both_dbs!(
     a_job_that_keeps_dying_fails_after_its_attempts,
     transient_failures_back_off_permanent_ones_end,
     release_and_cancel,
+    a_dead_workers_cancelled_job_ends_cancelled,
+    the_backlog_is_taken_for_dispatch_once,
 );
 
 fn new_job(queue: Queue, priority: i16, max_attempts: i32) -> NewJob {
@@ -359,4 +361,62 @@ async fn release_and_cancel(t: TestDb) {
         j::cancel(db, uuid::Uuid::now_v7()).await,
         Err(JobError::NotFound(_))
     ));
+}
+
+async fn a_dead_workers_cancelled_job_ends_cancelled(t: TestDb) {
+    let db = &t.conn;
+    let job = j::enqueue(db, new_job(Queue::Edit, PRIORITY_BATCH, 3))
+        .await
+        .expect("enqueue");
+    j::claim(db, job.id, "doomed", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(
+        j::cancel(db, job.id).await.expect("cancel"),
+        Status::Running
+    );
+    // Its worker dies before seeing the request: the job must not run again.
+    expire(db, job.id).await;
+    assert!(j::reconcile(db).await.expect("reconcile").is_empty());
+    let done = row(db, job.id).await;
+    assert_eq!(done.status, "cancelled");
+    assert!(done.finished_at.is_some());
+}
+
+async fn the_backlog_is_taken_for_dispatch_once(t: TestDb) {
+    let db = &t.conn;
+    let mut ids = Vec::new();
+    for p in [PRIORITY_BATCH, PRIORITY_INTERACTIVE, PRIORITY_BATCH] {
+        let job = j::enqueue(db, new_job(Queue::Edit, p, 3))
+            .await
+            .expect("enqueue");
+        j::undispatched(db, job.id).await.expect("undispatched");
+        ids.push(job.id);
+    }
+    let stale_before = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let first = j::take_for_dispatch(db, Queue::Edit, stale_before, 2)
+        .await
+        .expect("take");
+    // Best first (interactive), never-dispatched rows are not resends.
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].id, ids[1]);
+    assert!(first.iter().all(|t| !t.resend));
+    let second = j::take_for_dispatch(db, Queue::Edit, stale_before, 10)
+        .await
+        .expect("take");
+    assert_eq!(second.len(), 1, "each row is taken once: {second:?}");
+    assert!(
+        j::take_for_dispatch(db, Queue::Edit, stale_before, 10)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+    // Once a dispatch goes stale, the row comes back, marked as a resend.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let resent = j::take_for_dispatch(db, Queue::Edit, later, 10)
+        .await
+        .expect("take");
+    assert_eq!(resent.len(), 3);
+    assert!(resent.iter().all(|t| t.resend));
 }

@@ -605,7 +605,7 @@ async fn every_accepted_job_completes_across_a_redis_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backlog_of_20000_jobs_drains_through_two_workers() {
     let d = Deployment::new(REDIS).await;
-    let app = d.api(&[]).await;
+    let app = d.api(&[("NVE_JOBS__REDIS_BACKLOG", "1000")]).await;
     let owner = app.user("d7@example.org").await;
     let p = uuid::Uuid::parse_str(&app.project(&owner, "backlog").await).expect("uuid");
     let user = uuid::Uuid::parse_str(&owner.user_id).expect("uuid");
@@ -642,7 +642,7 @@ async fn a_backlog_of_20000_jobs_drains_through_two_workers() {
         t.await.expect("enqueue task");
     }
     assert_eq!(count(&app, "queued").await, 20_000);
-    // Redis holds at most the configured backlog (1000); the database holds the rest.
+    // Redis holds at most the configured backlog (1000 here); the database holds the rest.
     let client = redis::Client::open(REDIS).expect("redis");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -656,8 +656,12 @@ async fn a_backlog_of_20000_jobs_drains_through_two_workers() {
     assert_eq!(held, 1000);
 
     let started = Instant::now();
-    let _a = d.worker("a", &[("NVE_JOBS__EDIT_CONCURRENCY", "16")]);
-    let _b = d.worker("b", &[("NVE_JOBS__EDIT_CONCURRENCY", "16")]);
+    let bounded = [
+        ("NVE_JOBS__EDIT_CONCURRENCY", "16"),
+        ("NVE_JOBS__REDIS_BACKLOG", "1000"),
+    ];
+    let _a = d.worker("a", &bounded);
+    let _b = d.worker("b", &bounded);
     wait_until(
         Duration::from_secs(600),
         "20000 jobs succeeded",

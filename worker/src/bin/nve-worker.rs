@@ -141,7 +141,7 @@ async fn run(
             }
         }
     }
-    let db = match nve_worker::db::connect(&config).await {
+    let db = match nve_worker::db::connect_worker(&config).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("nve-worker: database: {e}");
