@@ -12,7 +12,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use nve_entity::{jobs, webhook_attempts, webhooks};
@@ -126,7 +126,7 @@ pub enum JobPriority {
     Batch,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum ChaosAction {
@@ -139,13 +139,14 @@ pub enum ChaosAction {
     FailPermanent,
 }
 
-#[derive(Debug, Deserialize, Object)]
+#[derive(Debug, Deserialize, Serialize, Object)]
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct ChaosRequest {
     pub action: ChaosAction,
     /// For `sleep`: how long the child works, in milliseconds.
     #[oai(validator(minimum(value = "0"), maximum(value = "3600000")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
 }
 
@@ -318,21 +319,11 @@ impl JobsApi {
                     "a chaos job needs a chaos spec",
                 )]));
             }
+            // The request has the worker's wire shape (`nve_worker::child::ChaosSpec`), which
+            // the worker checks again when it decodes the payload.
             (CreateJobKind::Chaos, Some(spec)) => (
                 KIND_CHAOS,
-                serde_json::to_value(nve_worker::child::ChaosSpec {
-                    action: match spec.action {
-                        ChaosAction::Sleep => nve_worker::child::ChaosAction::Sleep,
-                        ChaosAction::Crash => nve_worker::child::ChaosAction::Crash,
-                        ChaosAction::Exit => nve_worker::child::ChaosAction::Exit,
-                        ChaosAction::Hang => nve_worker::child::ChaosAction::Hang,
-                        ChaosAction::Memory => nve_worker::child::ChaosAction::Memory,
-                        ChaosAction::FailTransient => nve_worker::child::ChaosAction::FailTransient,
-                        ChaosAction::FailPermanent => nve_worker::child::ChaosAction::FailPermanent,
-                    },
-                    duration_ms: spec.duration_ms,
-                })
-                .map_err(ApiError::internal)?,
+                serde_json::to_value(&spec).map_err(ApiError::internal)?,
             ),
         };
         if let Some(url) = body.callback_url.as_deref() {
@@ -579,4 +570,32 @@ async fn publish(state: &AppState, job: &jobs::Model) {
             },
         )
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chaos_request_is_a_chaos_spec_for_the_worker() {
+        use ChaosAction::*;
+        for action in [
+            Sleep,
+            Crash,
+            Exit,
+            Hang,
+            Memory,
+            FailTransient,
+            FailPermanent,
+        ] {
+            let wire = serde_json::to_value(ChaosRequest {
+                action,
+                duration_ms: Some(5),
+            })
+            .expect("encode");
+            let spec: nve_worker::child::ChaosSpec =
+                serde_json::from_value(wire.clone()).expect("the worker decodes it");
+            assert_eq!(serde_json::to_value(spec).expect("encode"), wire);
+        }
+    }
 }
