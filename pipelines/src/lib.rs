@@ -1,4 +1,5 @@
 //! The media domain of nve. Knows nothing of HTTP, databases or queues.
 
 pub mod elements;
+pub mod probe;
 pub mod timeline;
