@@ -1,8 +1,9 @@
 //! The child side of [`crate::isolate`]: `nve exec KIND JSON` and `nve-worker exec KIND JSON`
 //! run one piece of work and speak the JSON-lines protocol on stdout. Media kinds arrive with
-//! the ingest and render work; today's kind is `chaos`, the operators' game-day job that makes
-//! a child misbehave on purpose (crash, hang, exhaust memory, fail) so the isolation, retry and
-//! poison-job handling can be exercised on a live system.
+//! the ingest and render work. Kinds: `probe` (what a media file is, whether it is whole and
+//! within the limits: untrusted input, so never in the worker itself) and `chaos`, the
+//! operators' game-day job that makes a child misbehave on purpose (crash, hang, exhaust
+//! memory, fail) so the isolation, retry and poison-job handling can be exercised live.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ pub fn main(args: &[String]) -> ExitCode {
             Ok(spec) => chaos(&spec),
             Err(e) => fail("invalid-payload", &format!("chaos spec: {e}"), false),
         },
+        [kind, spec] if kind == "probe" => match serde_json::from_str::<ProbeSpec>(spec) {
+            Ok(spec) => probe(&spec),
+            Err(e) => fail("invalid-payload", &format!("probe spec: {e}"), false),
+        },
         [kind, ..] => fail(
             "unknown-kind",
             &format!("no child work of kind {kind:?}"),
@@ -69,6 +74,37 @@ fn watch_parent() {
             }
         }
     });
+}
+
+/// What to probe and against which limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    pub path: std::path::PathBuf,
+    pub limits: nve_pipelines::probe::MediaLimits,
+    /// Bound on the discovery itself.
+    #[serde(default = "default_probe_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_probe_secs() -> u64 {
+    30
+}
+
+/// Result: `{"report": ProbeReport}`; a file that is not acceptable is an error line with the
+/// rejection's code (`not-media`, `truncated`, `too-long` …), permanent: the same file would
+/// be rejected again.
+fn probe(spec: &ProbeSpec) -> ExitCode {
+    use nve_pipelines::probe;
+    let report = probe::probe(&spec.path, Duration::from_secs(spec.timeout_secs.max(1)))
+        .and_then(|r| probe::check_limits(&r, &spec.limits).map(|()| r));
+    match report {
+        Ok(r) => {
+            line(&serde_json::json!({"result": {"report": r}}));
+            ExitCode::SUCCESS
+        }
+        Err(rej) => fail(rej.code, &rej.message, false),
+    }
 }
 
 fn line(value: &serde_json::Value) {
