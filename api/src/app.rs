@@ -140,7 +140,11 @@ impl Application {
         nve_worker::install_tls_provider();
         let webhook_key = Arc::new(secret.expose().as_bytes().to_vec());
         let runtime = if config.jobs.embedded_workers {
-            let child = std::env::current_exe().map_err(|e| {
+            let child = match config.jobs.child_program.clone() {
+                Some(p) => Ok(p),
+                None => std::env::current_exe(),
+            }
+            .map_err(|e| {
                 StartError::Worker(nve_worker::WorkerError::Queue(format!(
                     "cannot locate this program for isolated children: {e}"
                 )))
@@ -155,6 +159,7 @@ impl Application {
                     ),
                 ],
                 child,
+                storage.clone(),
             );
             let webhooks = nve_worker::webhooks::Webhooks::new(
                 db.clone(),

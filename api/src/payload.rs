@@ -271,3 +271,45 @@ mod tests {
         assert_eq!(to_pointer("items[12]"), "/items/12");
     }
 }
+
+/// A media upload: the raw request body, streamed (never held in memory), with the declared
+/// content type. Accepts `video/*`, `audio/*`, `image/*` and `application/octet-stream`.
+pub struct MediaBody {
+    pub body: poem::Body,
+    pub content_type: String,
+}
+
+impl Payload for MediaBody {
+    const CONTENT_TYPE: &'static str = "application/octet-stream";
+
+    fn check_content_type(content_type: &str) -> bool {
+        matches!(content_type.parse::<mime::Mime>(), Ok(m)
+            if matches!(m.type_().as_str(), "video" | "audio" | "image")
+                || (m.type_() == "application" && m.subtype() == "octet-stream"))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(
+            poem_openapi::registry::MetaSchema::new_with_format("string", "binary"),
+        ))
+    }
+}
+
+impl ParsePayload for MediaBody {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let content_type = request
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        Ok(MediaBody {
+            body: body.take()?,
+            content_type,
+        })
+    }
+}
+
+// The one-argument form of this macro expands to an unqualified call that only resolves
+// inside poem-openapi; the two-argument form with no bounds is the same thing.
+poem_openapi::impl_apirequest_for_payload!(MediaBody,);

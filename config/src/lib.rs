@@ -172,6 +172,8 @@ pub struct JobsConfig {
     pub async_commit: bool,
     /// Where `nve-worker run` serves /metrics and /healthz.
     pub worker_bind: String,
+    /// The program isolated children run as (`<program> exec …`). Unset: the running binary.
+    pub child_program: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +222,22 @@ pub struct MediaConfig {
     pub thumbnails: bool,
     /// Offer output codecs whose encoders are slow or immature here (e.g. AV1).
     pub experimental_codecs: bool,
+    /// Largest upload, MiB; a larger body is refused (413) as soon as it crosses this.
+    pub max_upload_mb: u64,
+    /// An upload that sends nothing for this long is cut.
+    pub upload_idle_timeout_secs: u64,
+    /// Ingest limits, checked by the probe before any other work.
+    pub max_duration_secs: u64,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+    pub max_fps: f64,
+    pub max_audio_channels: u32,
+    pub max_audio_rate: u32,
+    /// Accepted codecs by short name (`h264`, `aac` …); empty accepts every decodable one.
+    pub codecs: Vec<String>,
+    /// Accepted containers by caps name (`video/quicktime` …); empty accepts every one.
+    pub containers: Vec<String>,
 }
 
 /// Size limits of one timeline document, checked on every edit.
@@ -308,6 +326,7 @@ impl Config {
                 chaos: false,
                 async_commit: true,
                 worker_bind: "127.0.0.1:9091".into(),
+                child_program: None,
             },
             webhooks: WebhooksConfig {
                 allow_private: false,
@@ -322,6 +341,17 @@ impl Config {
                 hardware_acceleration: HardwareAcceleration::Auto,
                 thumbnails: true,
                 experimental_codecs: false,
+                max_upload_mb: 4096,
+                upload_idle_timeout_secs: 30,
+                max_duration_secs: 6 * 3600,
+                max_width: 8192,
+                max_height: 8192,
+                max_pixels: 8192 * 4320,
+                max_fps: 240.0,
+                max_audio_channels: 16,
+                max_audio_rate: 192_000,
+                codecs: Vec::new(),
+                containers: Vec::new(),
             },
             timeline: TimelineConfig {
                 max_tracks: 32,

@@ -136,6 +136,13 @@ pub(crate) fn validate(c: &Config, profile: Profile) -> Vec<String> {
         },
         _ => {}
     }
+    let m = &c.media;
+    if m.max_upload_mb == 0 || m.upload_idle_timeout_secs == 0 {
+        p.push("media.max_upload_mb and media.upload_idle_timeout_secs: at least 1".into());
+    }
+    if !(m.max_fps.is_finite() && m.max_fps > 0.0) {
+        p.push("media.max_fps (NVE_MEDIA__MAX_FPS): a positive number".into());
+    }
     let j = &c.jobs;
     if !(3..=3600).contains(&j.lease_secs) {
         p.push("jobs.lease_secs (NVE_JOBS__LEASE_SECS): between 3 and 3600".into());

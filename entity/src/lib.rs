@@ -2,6 +2,7 @@
 //! and the API crate; these never appear in the HTTP schema.
 
 pub mod api_keys;
+pub mod assets;
 pub mod edits;
 pub mod jobs;
 pub mod project_members;

@@ -7,6 +7,7 @@ mod m20261130_000001_accounts_projects;
 mod m20261130_000002_timelines;
 mod m20261130_000003_jobs;
 mod m20261130_000004_dispatch_webhooks;
+mod m20261130_000005_assets;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_timelines::Migration),
             Box::new(m20261130_000003_jobs::Migration),
             Box::new(m20261130_000004_dispatch_webhooks::Migration),
+            Box::new(m20261130_000005_assets::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
 //! Kinds today:
 //! * `canary`: a no-op round trip through the queue, recording which worker ran it and how
 //!   long it waited. The runbook's end-to-end check, and what the queue benchmark drives.
+//! * `probe`: what an uploaded asset is, in an isolated child ([`crate::ingest`]).
 //! * `chaos`: game-day work in an isolated child that misbehaves on purpose (see
 //!   [`crate::child::ChaosAction`]). Refused by the API unless `jobs.chaos` is enabled.
 
@@ -24,6 +25,7 @@ use crate::jobs::{Failure, Lease};
 
 pub const KIND_CANARY: &str = "canary";
 pub const KIND_CHAOS: &str = "chaos";
+pub const KIND_PROBE: &str = "probe";
 
 /// What a handler may use.
 pub struct JobContext {
@@ -32,6 +34,9 @@ pub struct JobContext {
     pub owner: String,
     pub child_program: PathBuf,
     pub child_limits: Limits,
+    pub db: sea_orm::DatabaseConnection,
+    pub storage: crate::storage::LocalStorage,
+    pub media_limits: nve_pipelines::probe::MediaLimits,
     pub(crate) progress: watch::Sender<Option<Progress>>,
     /// Turns true when the job must stop (cancelled, lease lost, worker shutting down).
     pub cancel: watch::Receiver<bool>,
@@ -50,6 +55,7 @@ pub fn run(ctx: JobContext) -> HandlerFuture {
     match ctx.row.kind.as_str() {
         KIND_CANARY => Box::pin(canary(ctx)),
         KIND_CHAOS => Box::pin(chaos(ctx)),
+        KIND_PROBE => Box::pin(crate::ingest::probe(ctx)),
         other => {
             let kind = other.to_owned();
             Box::pin(async move {

@@ -46,6 +46,10 @@ pub struct Settings {
     /// The program whose `exec` subcommand runs isolated work (this binary).
     pub child_program: PathBuf,
     pub child_limits: Limits,
+    /// Where media blobs are.
+    pub storage: crate::storage::LocalStorage,
+    /// What ingest accepts.
+    pub media_limits: nve_pipelines::probe::MediaLimits,
 }
 
 struct Inner {
@@ -299,6 +303,9 @@ async fn execute(
             owner: inner.settings.owner.clone(),
             child_program: inner.settings.child_program.clone(),
             child_limits: inner.settings.child_limits.clone(),
+            db: inner.db.clone(),
+            storage: inner.settings.storage.clone(),
+            media_limits: inner.settings.media_limits.clone(),
             progress: progress_tx,
             cancel: cancel_rx,
         };
@@ -639,9 +646,12 @@ impl Settings {
         config: &nve_config::Config,
         queues: Vec<(Queue, usize)>,
         child_program: PathBuf,
+        storage: crate::storage::LocalStorage,
     ) -> Self {
         let j = &config.jobs;
         Settings {
+            storage,
+            media_limits: media_limits(&config.media),
             owner: owner_name(),
             queues,
             lease: Duration::from_secs(j.lease_secs),
@@ -681,5 +691,20 @@ pub fn webhook_settings(
         timeout: Duration::from_secs(config.webhooks.timeout_secs),
         max_attempts: config.webhooks.max_attempts,
         signing_key: key.to_vec(),
+    }
+}
+
+/// Ingest limits from configuration.
+pub fn media_limits(m: &nve_config::MediaConfig) -> nve_pipelines::probe::MediaLimits {
+    nve_pipelines::probe::MediaLimits {
+        max_duration_secs: m.max_duration_secs as f64,
+        max_width: m.max_width,
+        max_height: m.max_height,
+        max_pixels: m.max_pixels,
+        max_fps: m.max_fps,
+        max_audio_channels: m.max_audio_channels,
+        max_audio_rate: m.max_audio_rate,
+        codecs: m.codecs.clone(),
+        containers: m.containers.clone(),
     }
 }

@@ -25,6 +25,68 @@ impl LocalStorage {
         &self.root
     }
 
+    /// A fresh path for an upload in progress, in the same file system as the blobs so that
+    /// committing it is a rename.
+    pub fn staging_path(&self) -> Result<PathBuf, WorkerError> {
+        let dir = self.root.join("staging");
+        std::fs::create_dir_all(&dir).map_err(|source| WorkerError::Storage {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(dir.join(format!("{}.part", uuid::Uuid::now_v7())))
+    }
+
+    /// The server-generated key of content with this SHA-256 (hex).
+    pub fn blob_key(sha256_hex: &str) -> String {
+        let shard = sha256_hex.get(..2).unwrap_or("00");
+        format!("blobs/{shard}/{sha256_hex}")
+    }
+
+    /// Where a key's file lives. Keys are generated here, never taken from clients; anything
+    /// that is not a plain relative path is refused anyway.
+    pub fn path_of(&self, key: &str) -> Option<PathBuf> {
+        let rel = Path::new(key);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        plain.then(|| self.root.join(rel))
+    }
+
+    /// Moves a finished staging file to `key` (atomically: a rename). If the key already
+    /// holds the same content, the staging file is dropped.
+    pub async fn commit(&self, staged: &Path, key: &str) -> Result<(), WorkerError> {
+        let err = |source: std::io::Error| WorkerError::Storage {
+            path: key.to_owned(),
+            source,
+        };
+        let dest = self
+            .path_of(key)
+            .ok_or_else(|| err(std::io::Error::other("invalid storage key")))?;
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(err)?;
+        }
+        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            let _ = tokio::fs::remove_file(staged).await;
+            return Ok(());
+        }
+        tokio::fs::rename(staged, &dest).await.map_err(err)
+    }
+
+    /// Removes a blob; a missing one is not an error.
+    pub async fn remove(&self, key: &str) -> Result<(), WorkerError> {
+        let Some(path) = self.path_of(key) else {
+            return Ok(());
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(WorkerError::Storage {
+                path: key.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// Proves the directory accepts writes (full disk, read-only mount, lost permissions) by
     /// writing, syncing and removing a probe file.
     pub async fn check_writable(&self) -> Result<(), WorkerError> {

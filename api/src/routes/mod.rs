@@ -1,6 +1,7 @@
 //! The `/v1` API, one OpenAPI struct per resource.
 
 pub mod accounts;
+pub mod assets;
 pub mod jobs;
 pub mod ops;
 pub mod projects;
@@ -23,6 +24,8 @@ pub enum ApiTags {
     Timeline,
     /// Background work (ingest, previews, renders): state, progress, cancellation.
     Jobs,
+    /// Media assets: uploads, probing, downloads.
+    Assets,
 }
 
 pub type Service = OpenApiService<
@@ -32,6 +35,7 @@ pub type Service = OpenApiService<
         projects::ProjectsApi,
         timeline::TimelineApi,
         jobs::JobsApi,
+        assets::AssetsApi,
     ),
     (),
 >;
@@ -44,6 +48,7 @@ pub fn service(public_url: Option<&str>) -> Service {
             projects::ProjectsApi,
             timeline::TimelineApi,
             jobs::JobsApi,
+            assets::AssetsApi,
         ),
         "native-video-editor API",
         env!("CARGO_PKG_VERSION"),

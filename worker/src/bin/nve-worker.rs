@@ -177,14 +177,26 @@ async fn run(
                 (Dispatcher::local(), Arc::new(NoEvents))
             }
         };
-    let child = match std::env::current_exe() {
+    let child = match config
+        .jobs
+        .child_program
+        .clone()
+        .map_or_else(std::env::current_exe, Ok)
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("nve-worker: cannot locate this program: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let settings = Settings::from_config(&config, queues, child);
+    let storage = match nve_worker::storage::LocalStorage::open(config.storage_path()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nve-worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = Settings::from_config(&config, queues, child, storage);
     let key = config
         .auth
         .jwt_secret

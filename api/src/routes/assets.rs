@@ -1,0 +1,690 @@
+//! Media assets: streaming uploads (hashed and counted on the way to disk, never held in
+//! memory, refused with 413 the moment they cross the limit), content de-duplication per
+//! project, the probe job, reading back, deleting, and downloads with HTTP Range.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{Binary, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use nve_entity::assets;
+use nve_worker::handlers::KIND_PROBE;
+use nve_worker::jobs as store;
+use nve_worker::storage::LocalStorage;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ErrorKind};
+use crate::payload::MediaBody;
+use crate::routes::ApiTags;
+use crate::routes::projects::{Role, membership, require_role};
+use crate::state::AppState;
+
+pub struct AssetsApi;
+
+#[derive(Debug, Object)]
+pub struct AssetError {
+    /// Stable code: `empty`, `not-media`, `truncated`, `unsupported-codec`, `too-long`,
+    /// `too-large`, … (docs/media.md).
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Object)]
+pub struct Asset {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    /// `probing`, `ready` or `rejected`.
+    pub status: String,
+    /// `video`, `audio` or `image`, once probed.
+    #[oai(skip_serializing_if_is_none)]
+    pub kind: Option<String>,
+    /// The uploaded file's name, cleaned for display.
+    pub name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    /// Container, duration, streams (codec, size, frame rate, rotation, audio rate and
+    /// channels) and tags, once probed.
+    #[oai(skip_serializing_if_is_none)]
+    pub probe: Option<serde_json::Value>,
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<AssetError>,
+    /// The ingest job; follow it for progress.
+    #[oai(skip_serializing_if_is_none)]
+    pub job_id: Option<Uuid>,
+    /// Where to download the original (supports Range).
+    pub original_url: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<assets::Model> for Asset {
+    fn from(a: assets::Model) -> Self {
+        let error = a.error_code.map(|code| AssetError {
+            code,
+            message: a.error_message.unwrap_or_default(),
+        });
+        Asset {
+            original_url: format!("/v1/assets/{}/original", a.id),
+            id: a.id,
+            project_id: a.project_id,
+            status: a.status,
+            kind: a.kind,
+            name: a.original_name,
+            content_type: a.content_type,
+            size_bytes: a.size_bytes,
+            sha256: a.sha256,
+            probe: a.probe,
+            error,
+            job_id: a.job_id,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct AssetPage {
+    pub items: Vec<Asset>,
+    #[oai(skip_serializing_if_is_none)]
+    pub next_after: Option<Uuid>,
+}
+
+#[derive(ApiResponse)]
+pub enum UploadResponse {
+    /// Stored; probing has been queued.
+    #[oai(status = 201)]
+    Created(Json<Asset>),
+    /// This project already has this exact content: the existing asset.
+    #[oai(status = 200)]
+    Existing(Json<Asset>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteResponse {
+    #[oai(status = 204)]
+    Deleted,
+}
+
+#[derive(ApiResponse)]
+pub enum DownloadResponse {
+    /// The whole file.
+    #[oai(status = 200)]
+    Full(
+        Binary<poem::Body>,
+        #[oai(header = "Content-Type")] String,
+        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "ETag")] String,
+    ),
+    /// The requested byte range.
+    #[oai(status = 206)]
+    Partial(
+        Binary<poem::Body>,
+        #[oai(header = "Content-Type")] String,
+        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "ETag")] String,
+    ),
+    /// `If-None-Match` matched.
+    #[oai(status = 304)]
+    NotModified(#[oai(header = "ETag")] String),
+    /// The range lies outside the file.
+    #[oai(status = 416)]
+    RangeNotSatisfiable(#[oai(header = "Content-Range")] String),
+}
+
+/// A display name from a client-supplied file name: the last path segment, without control,
+/// bidirectional-override or other invisible formatting characters, trimmed, at most 255
+/// characters. Never used as a path.
+pub fn display_name(raw: Option<&str>) -> String {
+    let raw = raw.unwrap_or_default();
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(
+                    *c,
+                    '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+                        | '\u{FEFF}'
+                )
+        })
+        .collect();
+    let trimmed = cleaned.trim().trim_matches('.').trim();
+    let short: String = trimmed.chars().take(255).collect();
+    if short.is_empty() {
+        "upload".into()
+    } else {
+        short
+    }
+}
+
+/// Why an upload stopped.
+enum Stop {
+    /// Over the limit; the rest of the body, to drain.
+    TooLarge(BodyStream),
+    Idle,
+    Read(String),
+    Write(std::io::Error),
+}
+
+type BodyStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+>;
+
+/// Past the limit, this much more is read and discarded before answering 413, so a client
+/// still sending its body reads the answer instead of a reset connection; beyond it the
+/// connection is simply closed.
+const DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
+
+async fn drain(
+    mut rest: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin,
+    idle: Duration,
+) {
+    use futures_util::StreamExt;
+    let mut seen = 0u64;
+    while seen < DRAIN_LIMIT {
+        match tokio::time::timeout(idle, rest.next()).await {
+            Ok(Some(Ok(chunk))) => seen += chunk.len() as u64,
+            _ => break,
+        }
+    }
+}
+
+/// Streams `body` into `path`, hashing and counting. Nothing is held in memory beyond one
+/// chunk.
+async fn stream_to_file(
+    body: poem::Body,
+    path: &std::path::Path,
+    limit: u64,
+    idle: Duration,
+) -> Result<(u64, String), Stop> {
+    use futures_util::StreamExt;
+    let mut file = tokio::fs::File::create(path).await.map_err(Stop::Write)?;
+    let mut stream: BodyStream = Box::pin(body.into_bytes_stream());
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let next = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| Stop::Idle)?;
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(|e| Stop::Read(e.to_string()))?;
+        size = size.saturating_add(chunk.len() as u64);
+        if size > limit {
+            drop(file);
+            return Err(Stop::TooLarge(stream));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(Stop::Write)?;
+    }
+    file.sync_all().await.map_err(Stop::Write)?;
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+async fn visible(
+    state: &AppState,
+    user: Uuid,
+    id: Uuid,
+) -> Result<(assets::Model, Role), ApiError> {
+    let asset = assets::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("asset"))?;
+    match membership(&state.db, asset.project_id, user).await {
+        Ok((_, role)) => Ok((asset, role)),
+        Err(_) => Err(ApiError::not_found("asset")),
+    }
+}
+
+fn storage_error(e: nve_worker::WorkerError) -> ApiError {
+    let mut err = ApiError::new(ErrorKind::Unavailable, format!("media storage: {e}"));
+    err.transient = true;
+    err
+}
+
+/// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against `size`.
+/// `Ok(None)`: no (usable) Range header; `Err(())`: unsatisfiable.
+fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    // Several ranges would need multipart/byteranges; serve the whole file instead (allowed).
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = match (a.is_empty(), b.is_empty()) {
+        (true, false) => {
+            let n: u64 = b.parse().map_err(|_| ())?;
+            if n == 0 || size == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size - 1)
+        }
+        (false, _) => {
+            let start: u64 = a.parse().map_err(|_| ())?;
+            let end: u64 = if b.is_empty() {
+                size.saturating_sub(1)
+            } else {
+                b.parse::<u64>()
+                    .map_err(|_| ())?
+                    .min(size.saturating_sub(1))
+            };
+            (start, end)
+        }
+        (true, true) => return Ok(None),
+    };
+    if size == 0 || start >= size || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+#[OpenApi(tag = "ApiTags::Assets")]
+impl AssetsApi {
+    /// Upload a clip, image or music file (editors and owners). The body is the file itself
+    /// (`Content-Type: video/*`, `audio/*`, `image/*` or `application/octet-stream`); the name
+    /// goes in `?filename=`. Bodies over `media.max_upload_mb` get 413 at once and leave
+    /// nothing behind. The same content uploaded again returns the existing asset (200).
+    #[oai(
+        path = "/projects/:id/assets",
+        method = "post",
+        operation_id = "uploadAsset"
+    )]
+    async fn upload(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        req: &poem::Request,
+        id: Path<Uuid>,
+        /// The file's name, for display only.
+        filename: Query<Option<String>>,
+        body: MediaBody,
+    ) -> Result<UploadResponse, ApiError> {
+        require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
+        let media = &state.config.media;
+        let limit = media.max_upload_mb.saturating_mul(1024 * 1024);
+        let too_large = || {
+            ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("uploads are limited to {} MiB", media.max_upload_mb),
+            )
+        };
+        let idle = Duration::from_secs(media.upload_idle_timeout_secs);
+        let declared = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            drain(body.body.into_bytes_stream(), idle).await;
+            return Err(too_large());
+        }
+        let staged = state.storage.staging_path().map_err(storage_error)?;
+        let streamed = stream_to_file(body.body, &staged, limit, idle).await;
+        let (size, sha) = match streamed {
+            Ok(v) => v,
+            Err(stop) => {
+                let _ = tokio::fs::remove_file(&staged).await;
+                return Err(match stop {
+                    Stop::TooLarge(rest) => {
+                        drain(rest, idle).await;
+                        too_large()
+                    }
+                    Stop::Idle => ApiError::new(
+                        ErrorKind::InvalidParameter,
+                        format!(
+                            "the upload stalled for {} s and was cut",
+                            media.upload_idle_timeout_secs
+                        ),
+                    ),
+                    Stop::Read(e) => ApiError::new(
+                        ErrorKind::InvalidParameter,
+                        format!("the upload was interrupted: {e}"),
+                    ),
+                    Stop::Write(e) => storage_error(nve_worker::WorkerError::Storage {
+                        path: "staging".into(),
+                        source: e,
+                    }),
+                });
+            }
+        };
+        let existing = assets::Entity::find()
+            .filter(assets::Column::ProjectId.eq(id.0))
+            .filter(assets::Column::Sha256.eq(sha.clone()))
+            .one(&state.db)
+            .await?;
+        if let Some(found) = existing {
+            let _ = tokio::fs::remove_file(&staged).await;
+            return Ok(UploadResponse::Existing(Json(found.into())));
+        }
+        let key = format!("projects/{}/{}", id.0, sha);
+        if let Err(e) = state.storage.commit(&staged, &key).await {
+            let _ = tokio::fs::remove_file(&staged).await;
+            return Err(storage_error(e));
+        }
+        let now = Utc::now();
+        let asset_id = Uuid::now_v7();
+        let correlation_id = req
+            .extensions()
+            .get::<crate::error::RequestInfo>()
+            .map(|r| r.request_id.clone())
+            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        let recorded = async {
+            let txn = nve_worker::db::begin_write(&state.db).await?;
+            let job = store::enqueue(
+                &txn,
+                store::NewJob {
+                    project_id: Some(id.0),
+                    created_by: Some(auth.0.user_id),
+                    queue: store::Queue::Edit,
+                    kind: KIND_PROBE.into(),
+                    payload: serde_json::json!({"asset_id": asset_id}),
+                    priority: store::PRIORITY_INTERACTIVE,
+                    max_attempts: state.config.jobs.max_attempts,
+                    correlation_id,
+                    callback_url: None,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                store::JobError::Database(db) => db,
+                other => sea_orm::DbErr::Custom(other.to_string()),
+            })?;
+            let asset = assets::ActiveModel {
+                id: Set(asset_id),
+                project_id: Set(id.0),
+                uploaded_by: Set(Some(auth.0.user_id)),
+                status: Set("probing".into()),
+                kind: Set(None),
+                original_name: Set(display_name(filename.0.as_deref())),
+                content_type: Set(body.content_type.clone()),
+                size_bytes: Set(i64::try_from(size).unwrap_or(i64::MAX)),
+                sha256: Set(sha.clone()),
+                storage_key: Set(key.clone()),
+                probe: Set(None),
+                error_code: Set(None),
+                error_message: Set(None),
+                job_id: Set(Some(job.id)),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>((asset, job))
+        }
+        .await;
+        let (asset, job) = match recorded {
+            Ok(v) => v,
+            Err(e) => {
+                // A concurrent upload of the same content won the unique index: answer with
+                // its asset (the blob is the same file).
+                if let Some(found) = assets::Entity::find()
+                    .filter(assets::Column::ProjectId.eq(id.0))
+                    .filter(assets::Column::Sha256.eq(sha.clone()))
+                    .one(&state.db)
+                    .await?
+                {
+                    return Ok(UploadResponse::Existing(Json(found.into())));
+                }
+                let _ = state.storage.remove(&key).await;
+                return Err(e.into());
+            }
+        };
+        // A queue that is down delays the probe, it does not lose the upload: the reconciler
+        // dispatches the job when it can.
+        if let Err(e) = nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, &job).await
+        {
+            tracing::warn!(error = %e, job_id = %job.id, "probe job not dispatched yet");
+        }
+        Ok(UploadResponse::Created(Json(asset.into())))
+    }
+
+    /// An asset: status, probe summary, error.
+    #[oai(path = "/assets/:id", method = "get", operation_id = "getAsset")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Asset>, ApiError> {
+        let (asset, _) = visible(&state, auth.0.user_id, id.0).await?;
+        Ok(Json(asset.into()))
+    }
+
+    /// A project's assets, newest first.
+    #[oai(
+        path = "/projects/:id/assets",
+        method = "get",
+        operation_id = "listAssets"
+    )]
+    // Each argument is one documented HTTP parameter.
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        /// `probing`, `ready` or `rejected`.
+        status: Query<Option<String>>,
+        /// `video`, `audio` or `image`.
+        kind: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u64>>,
+        after: Query<Option<Uuid>>,
+    ) -> Result<Json<AssetPage>, ApiError> {
+        membership(&state.db, id.0, auth.0.user_id).await?;
+        let limit = limit.0.unwrap_or(50);
+        let mut q = assets::Entity::find()
+            .filter(assets::Column::ProjectId.eq(id.0))
+            .order_by_desc(assets::Column::Id)
+            .limit(limit + 1);
+        if let Some(s) = status.0.as_deref() {
+            if !matches!(s, "probing" | "ready" | "rejected") {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidParameter,
+                    "status must be probing, ready or rejected",
+                ));
+            }
+            q = q.filter(assets::Column::Status.eq(s));
+        }
+        if let Some(k) = kind.0.as_deref() {
+            if !matches!(k, "video" | "audio" | "image") {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidParameter,
+                    "kind must be video, audio or image",
+                ));
+            }
+            q = q.filter(assets::Column::Kind.eq(k));
+        }
+        if let Some(after) = after.0 {
+            q = q.filter(assets::Column::Id.lt(after));
+        }
+        let mut rows = q.all(&state.db).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_after = if more {
+            rows.last().map(|a| a.id)
+        } else {
+            None
+        };
+        Ok(Json(AssetPage {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_after,
+        }))
+    }
+
+    /// Delete an asset (editors and owners): 409 while the timeline uses it.
+    #[oai(path = "/assets/:id", method = "delete", operation_id = "deleteAsset")]
+    async fn delete(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<DeleteResponse, ApiError> {
+        let (asset, _) = visible(&state, auth.0.user_id, id.0).await?;
+        require_role(&state.db, asset.project_id, auth.0.user_id, Role::Editor).await?;
+        let (_, timeline) = state
+            .collab
+            .current_cached(&state.db, asset.project_id)
+            .await?;
+        let doc = serde_json::to_value(timeline.to_doc()).map_err(ApiError::internal)?;
+        if uses_asset(&doc, &asset.id.to_string()) {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                "the timeline uses this asset; remove its clips first",
+            ));
+        }
+        assets::Entity::delete_by_id(asset.id)
+            .exec(&state.db)
+            .await?;
+        state
+            .storage
+            .remove(&asset.storage_key)
+            .await
+            .map_err(storage_error)?;
+        Ok(DeleteResponse::Deleted)
+    }
+
+    /// Download the original, with `Range` (206) and `If-None-Match` (304) support.
+    #[oai(
+        path = "/assets/:id/original",
+        method = "get",
+        operation_id = "downloadAssetOriginal"
+    )]
+    async fn original(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<DownloadResponse, ApiError> {
+        let (asset, _) = visible(&state, auth.0.user_id, id.0).await?;
+        let etag = format!("\"{}\"", asset.sha256);
+        if if_none_match
+            .0
+            .as_deref()
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        {
+            return Ok(DownloadResponse::NotModified(etag));
+        }
+        open_range(
+            &state.storage,
+            &asset.storage_key,
+            &asset.content_type,
+            &etag,
+            range.0.as_deref(),
+        )
+        .await
+    }
+}
+
+/// Whether a timeline document (wire JSON) has a clip whose source is `asset`.
+fn uses_asset(doc: &serde_json::Value, asset: &str) -> bool {
+    match doc {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| (k == "asset_id" && v.as_str() == Some(asset)) || uses_asset(v, asset)),
+        serde_json::Value::Array(items) => items.iter().any(|v| uses_asset(v, asset)),
+        _ => false,
+    }
+}
+
+async fn open_range(
+    storage: &LocalStorage,
+    key: &str,
+    content_type: &str,
+    etag: &str,
+    range: Option<&str>,
+) -> Result<DownloadResponse, ApiError> {
+    let path = storage
+        .path_of(key)
+        .ok_or_else(|| ApiError::not_found("file"))?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::not_found("file"))?;
+    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    let accept = "bytes".to_owned();
+    match parse_range(range, size) {
+        Err(()) => Ok(DownloadResponse::RangeNotSatisfiable(format!(
+            "bytes */{size}"
+        ))),
+        Ok(None) => Ok(DownloadResponse::Full(
+            Binary(poem::Body::from_async_read(file)),
+            content_type.to_owned(),
+            size,
+            accept,
+            etag.to_owned(),
+        )),
+        Ok(Some((start, end))) => {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(ApiError::internal)?;
+            let len = end - start + 1;
+            Ok(DownloadResponse::Partial(
+                Binary(poem::Body::from_async_read(file.take(len))),
+                content_type.to_owned(),
+                len,
+                format!("bytes {start}-{end}/{size}"),
+                accept,
+                etag.to_owned(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_are_harmless() {
+        assert_eq!(display_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(display_name(Some("..\\..\\boot.ini")), "boot.ini");
+        assert_eq!(display_name(Some("a\0b\u{7}c.mp4")), "abc.mp4");
+        assert_eq!(display_name(Some("evil\u{202E}4pm.exe")), "evil4pm.exe");
+        assert_eq!(display_name(Some("../..")), "upload");
+        assert_eq!(display_name(None), "upload");
+        assert_eq!(display_name(Some(&"x".repeat(300))).chars().count(), 255);
+        assert_eq!(
+            display_name(Some("Holiday – día 1.MOV")),
+            "Holiday – día 1.MOV"
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=5-2"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
+    }
+
+    #[test]
+    fn finds_asset_references_anywhere_in_a_document() {
+        let doc = serde_json::json!({"tracks": [{"clips": [{"source": {"type": "asset", "asset_id": "a1"}}]}]});
+        assert!(uses_asset(&doc, "a1"));
+        assert!(!uses_asset(&doc, "a2"));
+    }
+}

@@ -1,0 +1,304 @@
+//! Uploading, probing, reading back, downloading (Range) and deleting assets, with the
+//! embedded workers running the probe in isolated `nve exec probe` children.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::both_dbs;
+use crate::helpers::{Db, Session, TestApp, spawn_app_with};
+
+both_dbs!(
+    uploads_are_probed_deduplicated_downloaded_and_deleted,
+    bad_uploads_are_refused
+);
+
+const NVE: &str = env!("CARGO_BIN_EXE_nve");
+
+fn clip(dir: &std::path::Path) -> Vec<u8> {
+    let path = dir.join("clip.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc=size=320x240:rate=25:duration=1")
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=1",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+    std::fs::read(path).expect("read clip")
+}
+
+async fn app(db: Db, extra: &[(&str, &str)]) -> TestApp {
+    let mut env = vec![("NVE_JOBS__CHILD_PROGRAM", NVE)];
+    env.extend_from_slice(extra);
+    spawn_app_with(db, &env).await
+}
+
+async fn upload(
+    app: &TestApp,
+    who: &Session,
+    project: &str,
+    name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> crate::helpers::Reply {
+    let url = reqwest::Url::parse_with_params(
+        &app.url(&format!("/v1/projects/{project}/assets")),
+        &[("filename", name)],
+    )
+    .expect("url");
+    app.send(
+        app.client
+            .post(url)
+            .bearer_auth(&who.token)
+            .header("content-type", content_type)
+            .body(bytes),
+    )
+    .await
+}
+
+async fn settled(app: &TestApp, who: &Session, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = app.get(&format!("/v1/assets/{id}"), &who.token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        if r.body["status"] != "probing" {
+            return r.body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
+    let app = app(db, &[]).await;
+    let owner = app.user("as1@example.org").await;
+    let stranger = app.user("as1s@example.org").await;
+    let p = app.project(&owner, "media").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = clip(dir.path());
+
+    let r = upload(
+        &app,
+        &owner,
+        &p,
+        "../../holiday\u{202E}.mp4",
+        "video/mp4",
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["status"], "probing");
+    assert_eq!(r.body["name"], "holiday.mp4");
+    assert_eq!(r.body["size_bytes"], bytes.len());
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let asset = settled(&app, &owner, &id).await;
+    assert_eq!(asset["status"], "ready", "{asset}");
+    assert_eq!(asset["kind"], "video");
+    assert_eq!(asset["probe"]["video"][0]["width"], 320);
+    assert_eq!(asset["probe"]["audio"][0]["codec"], "aac");
+    let job = app
+        .get(
+            &format!("/v1/jobs/{}", asset["job_id"].as_str().expect("job")),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(job.body["status"], "succeeded", "{}", job.text);
+
+    // The same content again: the same asset.
+    let again = upload(&app, &owner, &p, "copy.mp4", "video/mp4", bytes.clone()).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["id"], id.as_str());
+
+    // Downloads: whole, ranges, conditional.
+    let url = app.url(&format!("/v1/assets/{id}/original"));
+    let full = app
+        .client
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(full.status(), StatusCode::OK);
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    assert_eq!(full.headers()["content-type"], "video/mp4");
+    let etag = full.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_eq!(full.bytes().await.expect("body").as_ref(), bytes.as_slice());
+    let part = app
+        .client
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", bytes.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.expect("body").as_ref(), &bytes[10..20]);
+    let tail = app
+        .client
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .header("range", "bytes=-7")
+        .send()
+        .await
+        .expect("suffix");
+    assert_eq!(tail.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        tail.bytes().await.expect("body").as_ref(),
+        &bytes[bytes.len() - 7..]
+    );
+    let beyond = app
+        .client
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .header("range", format!("bytes={}-", bytes.len() + 5))
+        .send()
+        .await
+        .expect("beyond");
+    assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let cached = app
+        .client
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+
+    // Other users see nothing.
+    app.get(&format!("/v1/assets/{id}"), &stranger.token)
+        .await
+        .assert_problem(404, "not-found");
+    app.get(&format!("/v1/assets/{id}/original"), &stranger.token)
+        .await
+        .assert_problem(404, "not-found");
+    let list = app
+        .get(
+            &format!("/v1/projects/{p}/assets?status=ready&kind=video"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(list.body["items"][0]["id"], id.as_str(), "{}", list.text);
+
+    // Deleting removes the row and the blob.
+    let blobs = app.state.storage.root().join("projects");
+    assert!(count_files(&blobs) == 1);
+    let del = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/assets/{id}"),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text);
+    app.get(&format!("/v1/assets/{id}"), &owner.token)
+        .await
+        .assert_problem(404, "not-found");
+    assert_eq!(count_files(&blobs), 0);
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}
+
+async fn bad_uploads_are_refused(db: Db) {
+    let app = app(db, &[("NVE_MEDIA__MAX_UPLOAD_MB", "1")]).await;
+    let owner = app.user("as2@example.org").await;
+    let viewer = app.user("as2v@example.org").await;
+    let p = app.project(&owner, "bad media").await;
+    app.post(
+        &format!("/v1/projects/{p}/members"),
+        Some(&owner.token),
+        json!({"email": "as2v@example.org", "role": "viewer"}),
+    )
+    .await;
+
+    // Over the limit: 413, and nothing left in storage.
+    let big = vec![0u8; 2 * 1024 * 1024];
+    upload(&app, &owner, &p, "big.mp4", "video/mp4", big)
+        .await
+        .assert_problem(413, "payload-too-large");
+    // The same without a Content-Length: cut while streaming.
+    let chunks = futures_util::stream::iter(
+        (0..40).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 64 * 1024]))),
+    );
+    let streamed = app
+        .send(
+            app.client
+                .post(app.url(&format!("/v1/projects/{p}/assets")))
+                .bearer_auth(&owner.token)
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(chunks)),
+        )
+        .await;
+    streamed.assert_problem(413, "payload-too-large");
+    assert_eq!(
+        count_files(app.state.storage.root()),
+        0,
+        "nothing left behind"
+    );
+
+    // Not media, a PNG called .mp4, an empty file: stored, then rejected with their codes.
+    let noise: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let r = upload(&app, &owner, &p, "noise.mp4", "video/mp4", noise).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let rejected = settled(&app, &owner, r.body["id"].as_str().expect("id")).await;
+    assert_eq!(rejected["status"], "rejected", "{rejected}");
+    assert_eq!(rejected["error"]["code"], "not-media", "{rejected}");
+    let empty = upload(&app, &owner, &p, "empty.mov", "video/quicktime", Vec::new()).await;
+    assert_eq!(empty.status, StatusCode::CREATED, "{}", empty.text);
+    let empty = settled(&app, &owner, empty.body["id"].as_str().expect("id")).await;
+    assert_eq!(empty["error"]["code"], "empty", "{empty}");
+
+    // Wrong content type, wrong role, unknown project.
+    upload(&app, &owner, &p, "a.txt", "text/plain", b"hello".to_vec())
+        .await
+        .assert_problem(415, "unsupported-media-type");
+    upload(&app, &viewer, &p, "v.mp4", "video/mp4", b"x".to_vec())
+        .await
+        .assert_problem(403, "forbidden");
+    let nowhere = uuid::Uuid::now_v7().to_string();
+    upload(&app, &owner, &nowhere, "v.mp4", "video/mp4", b"x".to_vec())
+        .await
+        .assert_problem(404, "not-found");
+}
