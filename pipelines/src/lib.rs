@@ -2,4 +2,5 @@
 
 pub mod elements;
 pub mod probe;
+pub mod thumbs;
 pub mod timeline;
