@@ -25,6 +25,8 @@ pub struct Model {
     pub storage_key: String,
     /// The probe report (`nve_pipelines::probe::ProbeReport`).
     pub probe: Option<Json>,
+    /// Derived media: storage keys of the poster and thumbnail strip, and the strip's index.
+    pub derived: Option<Json>,
     pub error_code: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
     pub error_message: Option<String>,

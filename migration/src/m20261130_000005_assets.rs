@@ -23,6 +23,7 @@ impl MigrationTrait for Migration {
                 .col(string(Assets::Sha256))
                 .col(string(Assets::StorageKey))
                 .col(json_binary_null(Assets::Probe))
+                .col(json_binary_null(Assets::Derived))
                 .col(string_null(Assets::ErrorCode))
                 .col(text_null(Assets::ErrorMessage))
                 .col(uuid_null(Assets::JobId))
@@ -76,6 +77,7 @@ enum Assets {
     Sha256,
     StorageKey,
     Probe,
+    Derived,
     ErrorCode,
     ErrorMessage,
     JobId,

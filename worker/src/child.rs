@@ -48,6 +48,10 @@ pub fn main(args: &[String]) -> ExitCode {
             Ok(spec) => chaos(&spec),
             Err(e) => fail("invalid-payload", &format!("chaos spec: {e}"), false),
         },
+        [kind, spec] if kind == "thumbnails" => match serde_json::from_str::<ThumbsJob>(spec) {
+            Ok(spec) => thumbnails(&spec),
+            Err(e) => fail("invalid-payload", &format!("thumbnails spec: {e}"), false),
+        },
         [kind, spec] if kind == "probe" => match serde_json::from_str::<ProbeSpec>(spec) {
             Ok(spec) => probe(&spec),
             Err(e) => fail("invalid-payload", &format!("probe spec: {e}"), false),
@@ -74,6 +78,35 @@ fn watch_parent() {
             }
         }
     });
+}
+
+/// Where to read a clip and write its poster and strip.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbsJob {
+    pub input: std::path::PathBuf,
+    /// Seconds; absent for still images.
+    pub duration: Option<f64>,
+    pub poster: std::path::PathBuf,
+    pub strip: std::path::PathBuf,
+    pub spec: nve_pipelines::thumbs::ThumbSpec,
+}
+
+/// Result: `{"strip": StripIndex}`.
+fn thumbnails(job: &ThumbsJob) -> ExitCode {
+    match nve_pipelines::thumbs::poster_and_strip(
+        &job.input,
+        job.duration,
+        &job.poster,
+        &job.strip,
+        job.spec,
+    ) {
+        Ok(index) => {
+            line(&serde_json::json!({"result": {"strip": index}}));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.code, &e.message, false),
+    }
 }
 
 /// What to probe and against which limits.

@@ -26,6 +26,7 @@ use crate::jobs::{Failure, Lease};
 pub const KIND_CANARY: &str = "canary";
 pub const KIND_CHAOS: &str = "chaos";
 pub const KIND_PROBE: &str = "probe";
+pub const KIND_THUMBNAILS: &str = "thumbnails";
 
 /// What a handler may use.
 pub struct JobContext {
@@ -37,6 +38,10 @@ pub struct JobContext {
     pub db: sea_orm::DatabaseConnection,
     pub storage: crate::storage::LocalStorage,
     pub media_limits: nve_pipelines::probe::MediaLimits,
+    /// Derive posters and thumbnail strips after a successful probe.
+    pub thumbnails: bool,
+    /// For handlers that queue follow-up jobs.
+    pub dispatcher: crate::dispatch::Dispatcher,
     pub(crate) progress: watch::Sender<Option<Progress>>,
     /// Turns true when the job must stop (cancelled, lease lost, worker shutting down).
     pub cancel: watch::Receiver<bool>,
@@ -56,6 +61,7 @@ pub fn run(ctx: JobContext) -> HandlerFuture {
         KIND_CANARY => Box::pin(canary(ctx)),
         KIND_CHAOS => Box::pin(chaos(ctx)),
         KIND_PROBE => Box::pin(crate::ingest::probe(ctx)),
+        KIND_THUMBNAILS => Box::pin(crate::ingest::thumbnails(ctx)),
         other => {
             let kind = other.to_owned();
             Box::pin(async move {

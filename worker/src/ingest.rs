@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use nve_entity::assets;
 
-use crate::child::ProbeSpec;
-use crate::handlers::{JobContext, isolated};
-use crate::jobs::Failure;
+use crate::child::{ProbeSpec, ThumbsJob};
+use crate::handlers::{JobContext, KIND_THUMBNAILS, isolated};
+use crate::jobs::{self, Failure};
 
 #[derive(Debug, Deserialize)]
 struct ProbePayload {
@@ -76,10 +76,14 @@ pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
                 asset.id,
                 assets::Entity::update_many()
                     .col_expr(assets::Column::Status, Expr::value("ready"))
-                    .col_expr(assets::Column::Kind, Expr::value(kind))
+                    .col_expr(assets::Column::Kind, Expr::value(kind.clone()))
                     .col_expr(assets::Column::Probe, Expr::value(report)),
             )
             .await?;
+            let derive = ctx.thumbnails && matches!(kind.as_deref(), Some("video" | "image"));
+            if derive {
+                queue_thumbnails(&ctx, asset.id).await?;
+            }
             Ok(serde_json::json!({"asset_id": asset.id, "status": "ready"}))
         }
         Err(failure) => {
@@ -119,4 +123,129 @@ async fn settle(
         .await
         .map_err(db_failure)?;
     Ok(())
+}
+
+/// Queues the derived media of a freshly probed asset (batch priority: nobody waits on it the
+/// way they wait on the probe).
+async fn queue_thumbnails(ctx: &JobContext, asset: Uuid) -> Result<(), Failure> {
+    let row = jobs::enqueue(
+        &ctx.db,
+        jobs::NewJob {
+            project_id: ctx.row.project_id,
+            created_by: ctx.row.created_by,
+            queue: jobs::Queue::Edit,
+            kind: KIND_THUMBNAILS.into(),
+            payload: serde_json::json!({"asset_id": asset}),
+            priority: jobs::PRIORITY_BATCH,
+            max_attempts: ctx.row.max_attempts,
+            correlation_id: ctx.row.correlation_id.clone(),
+            callback_url: None,
+        },
+    )
+    .await
+    .map_err(|e| Failure {
+        code: "database-unavailable".into(),
+        message: e.to_string(),
+        transient: true,
+    })?;
+    if let Err(e) = crate::runtime::dispatch_new(&ctx.db, &ctx.dispatcher, &row).await {
+        // Recorded: the reconciler sends it once the queue answers again.
+        tracing::warn!(error = %e, job_id = %row.id, "thumbnails job not dispatched yet");
+    }
+    Ok(())
+}
+
+/// Derives the poster and thumbnail strip of a ready asset, writes them under the asset's
+/// key prefix (staged, then renamed) and records their keys and the strip's index.
+pub async fn thumbnails(ctx: JobContext) -> Result<serde_json::Value, Failure> {
+    let payload: ProbePayload =
+        serde_json::from_value(ctx.row.payload.clone()).map_err(|e| Failure {
+            code: "invalid-payload".into(),
+            message: format!("thumbnails payload: {e}"),
+            transient: false,
+        })?;
+    let Some(asset) = assets::Entity::find_by_id(payload.asset_id)
+        .one(&ctx.db)
+        .await
+        .map_err(db_failure)?
+    else {
+        return Ok(serde_json::json!({"skipped": "the asset was deleted"}));
+    };
+    if asset.status != "ready" {
+        return Ok(serde_json::json!({"skipped": "the asset is not ready"}));
+    }
+    let storage_failure = |e: crate::WorkerError| Failure {
+        code: "storage-unavailable".into(),
+        message: e.to_string(),
+        transient: true,
+    };
+    let input = ctx
+        .storage
+        .path_of(&asset.storage_key)
+        .ok_or_else(|| Failure {
+            code: "storage-unavailable".into(),
+            message: "the asset's storage key is not valid".into(),
+            transient: false,
+        })?;
+    let duration = asset
+        .probe
+        .as_ref()
+        .and_then(|p| p.get("duration"))
+        .and_then(serde_json::Value::as_f64);
+    let poster_tmp = ctx.storage.staging_path().map_err(storage_failure)?;
+    let strip_tmp = ctx.storage.staging_path().map_err(storage_failure)?;
+    let job = ThumbsJob {
+        input,
+        duration,
+        poster: poster_tmp.clone(),
+        strip: strip_tmp.clone(),
+        spec: nve_pipelines::thumbs::ThumbSpec {
+            poster_width: 640,
+            tile_width: 160,
+            count: 20,
+            columns: 10,
+        },
+    };
+    let args = vec![
+        "exec".to_owned(),
+        "thumbnails".to_owned(),
+        serde_json::to_string(&job).unwrap_or_default(),
+    ];
+    let result = isolated(&ctx, &args).await;
+    let cleanup = || async {
+        let _ = tokio::fs::remove_file(&poster_tmp).await;
+        let _ = tokio::fs::remove_file(&strip_tmp).await;
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(f) => {
+            cleanup().await;
+            return Err(f);
+        }
+    };
+    let prefix = format!("projects/{}/derived/{}", asset.project_id, asset.id);
+    let poster_key = format!("{prefix}/poster.jpg");
+    let strip_key = format!("{prefix}/strip.jpg");
+    let committed = async {
+        ctx.storage.replace(&poster_tmp, &poster_key).await?;
+        ctx.storage.replace(&strip_tmp, &strip_key).await
+    }
+    .await;
+    if let Err(e) = committed {
+        cleanup().await;
+        return Err(storage_failure(e));
+    }
+    let derived = serde_json::json!({
+        "poster_key": poster_key,
+        "strip_key": strip_key,
+        "strip": result.get("strip").cloned().unwrap_or_default(),
+    });
+    assets::Entity::update_many()
+        .col_expr(assets::Column::Derived, Expr::value(derived))
+        .col_expr(assets::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(assets::Column::Id.eq(asset.id))
+        .exec(&ctx.db)
+        .await
+        .map_err(db_failure)?;
+    Ok(serde_json::json!({"asset_id": asset.id, "poster": poster_key, "strip": strip_key}))
 }

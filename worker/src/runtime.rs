@@ -50,6 +50,8 @@ pub struct Settings {
     pub storage: crate::storage::LocalStorage,
     /// What ingest accepts.
     pub media_limits: nve_pipelines::probe::MediaLimits,
+    /// `media.thumbnails`: derive posters and strips after ingest.
+    pub thumbnails: bool,
 }
 
 struct Inner {
@@ -306,6 +308,8 @@ async fn execute(
             db: inner.db.clone(),
             storage: inner.settings.storage.clone(),
             media_limits: inner.settings.media_limits.clone(),
+            thumbnails: inner.settings.thumbnails,
+            dispatcher: inner.dispatcher.clone(),
             progress: progress_tx,
             cancel: cancel_rx,
         };
@@ -652,6 +656,7 @@ impl Settings {
         Settings {
             storage,
             media_limits: media_limits(&config.media),
+            thumbnails: config.media.thumbnails,
             owner: owner_name(),
             queues,
             lease: Duration::from_secs(j.lease_secs),

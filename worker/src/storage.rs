@@ -72,6 +72,37 @@ impl LocalStorage {
         tokio::fs::rename(staged, &dest).await.map_err(err)
     }
 
+    /// Moves a finished staging file to `key`, replacing what is there (derived media: a
+    /// re-run writes the same picture again).
+    pub async fn replace(&self, staged: &Path, key: &str) -> Result<(), WorkerError> {
+        let err = |source: std::io::Error| WorkerError::Storage {
+            path: key.to_owned(),
+            source,
+        };
+        let dest = self
+            .path_of(key)
+            .ok_or_else(|| err(std::io::Error::other("invalid storage key")))?;
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(err)?;
+        }
+        tokio::fs::rename(staged, &dest).await.map_err(err)
+    }
+
+    /// Removes everything under a key prefix (a deleted asset's derived media).
+    pub async fn remove_prefix(&self, prefix: &str) -> Result<(), WorkerError> {
+        let Some(path) = self.path_of(prefix) else {
+            return Ok(());
+        };
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(WorkerError::Storage {
+                path: prefix.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// Removes a blob; a missing one is not an error.
     pub async fn remove(&self, key: &str) -> Result<(), WorkerError> {
         let Some(path) = self.path_of(key) else {

@@ -63,6 +63,15 @@ pub struct Asset {
     pub job_id: Option<Uuid>,
     /// Where to download the original (supports Range).
     pub original_url: String,
+    /// A JPEG poster frame, once derived.
+    #[oai(skip_serializing_if_is_none)]
+    pub poster_url: Option<String>,
+    /// A JPEG sprite sheet of evenly spaced frames, once derived; `thumbnails` says where each
+    /// tile is.
+    #[oai(skip_serializing_if_is_none)]
+    pub thumbnails_url: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub thumbnails: Option<ThumbnailIndex>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -73,7 +82,15 @@ impl From<assets::Model> for Asset {
             code,
             message: a.error_message.unwrap_or_default(),
         });
+        let derived = a.derived.as_ref();
+        let thumbnails = derived
+            .and_then(|d| d.get("strip"))
+            .and_then(|s| serde_json::from_value::<ThumbnailIndex>(s.clone()).ok());
+        let has = |key: &str| derived.and_then(|d| d.get(key)).is_some();
         Asset {
+            poster_url: has("poster_key").then(|| format!("/v1/assets/{}/poster", a.id)),
+            thumbnails_url: has("strip_key").then(|| format!("/v1/assets/{}/thumbnails", a.id)),
+            thumbnails,
             original_url: format!("/v1/assets/{}/original", a.id),
             id: a.id,
             project_id: a.project_id,
@@ -90,6 +107,17 @@ impl From<assets::Model> for Asset {
             updated_at: a.updated_at,
         }
     }
+}
+
+/// The layout of a thumbnail sprite sheet.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct ThumbnailIndex {
+    pub tile_width: u32,
+    pub tile_height: u32,
+    pub columns: u32,
+    pub rows: u32,
+    /// Seconds into the clip of each tile, left to right, top to bottom.
+    pub times: Vec<f64>,
 }
 
 #[derive(Debug, Object)]
@@ -418,6 +446,7 @@ impl AssetsApi {
                 sha256: Set(sha.clone()),
                 storage_key: Set(key.clone()),
                 probe: Set(None),
+                derived: Set(None),
                 error_code: Set(None),
                 error_message: Set(None),
                 job_id: Set(Some(job.id)),
@@ -558,6 +587,14 @@ impl AssetsApi {
             .remove(&asset.storage_key)
             .await
             .map_err(storage_error)?;
+        state
+            .storage
+            .remove_prefix(&format!(
+                "projects/{}/derived/{}",
+                asset.project_id, asset.id
+            ))
+            .await
+            .map_err(storage_error)?;
         Ok(DeleteResponse::Deleted)
     }
 
@@ -593,6 +630,88 @@ impl AssetsApi {
         )
         .await
     }
+
+    /// The poster frame (JPEG), once derived; 404 before.
+    #[oai(
+        path = "/assets/:id/poster",
+        method = "get",
+        operation_id = "downloadAssetPoster"
+    )]
+    async fn poster(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<DownloadResponse, ApiError> {
+        derived_file(
+            &state,
+            auth.0.user_id,
+            id.0,
+            "poster_key",
+            range.0,
+            if_none_match.0,
+        )
+        .await
+    }
+
+    /// The thumbnail sprite sheet (JPEG), once derived; the asset's `thumbnails` gives its
+    /// layout and times.
+    #[oai(
+        path = "/assets/:id/thumbnails",
+        method = "get",
+        operation_id = "downloadAssetThumbnails"
+    )]
+    async fn thumbnails(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<DownloadResponse, ApiError> {
+        derived_file(
+            &state,
+            auth.0.user_id,
+            id.0,
+            "strip_key",
+            range.0,
+            if_none_match.0,
+        )
+        .await
+    }
+}
+
+async fn derived_file(
+    state: &AppState,
+    user: Uuid,
+    id: Uuid,
+    which: &str,
+    range: Option<String>,
+    if_none_match: Option<String>,
+) -> Result<DownloadResponse, ApiError> {
+    let (asset, _) = visible(state, user, id).await?;
+    let key = asset
+        .derived
+        .as_ref()
+        .and_then(|d| d.get(which))
+        .and_then(|k| k.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::not_found("derived picture"))?;
+    let etag = format!(
+        "\"{}-{}-{}\"",
+        asset.sha256,
+        which,
+        asset.updated_at.timestamp()
+    );
+    if if_none_match
+        .as_deref()
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok(DownloadResponse::NotModified(etag));
+    }
+    open_range(&state.storage, &key, "image/jpeg", &etag, range.as_deref()).await
 }
 
 /// Whether a timeline document (wire JSON) has a clip whose source is `asset`.

@@ -128,6 +128,36 @@ async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
         .await;
     assert_eq!(job.body["status"], "succeeded", "{}", job.text);
 
+    // Derived media follow: a poster and a 20-tile strip with its index.
+    let start = Instant::now();
+    let derived = loop {
+        let r = app.get(&format!("/v1/assets/{id}"), &owner.token).await;
+        if r.body["thumbnails_url"].is_string() {
+            break r.body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        derived["thumbnails"]["times"].as_array().map(Vec::len),
+        Some(20)
+    );
+    assert_eq!(derived["thumbnails"]["tile_width"], 160);
+    assert_eq!(derived["thumbnails"]["tile_height"], 120);
+    for what in ["poster", "thumbnails"] {
+        let r = app
+            .client
+            .get(app.url(&format!("/v1/assets/{id}/{what}")))
+            .bearer_auth(&owner.token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::OK, "{what}");
+        assert_eq!(r.headers()["content-type"], "image/jpeg");
+        let body = r.bytes().await.expect("body");
+        assert_eq!(&body[..3], &[0xFF, 0xD8, 0xFF], "{what} is a JPEG");
+    }
+
     // The same content again: the same asset.
     let again = upload(&app, &owner, &p, "copy.mp4", "video/mp4", bytes.clone()).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
@@ -208,9 +238,9 @@ async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
         .await;
     assert_eq!(list.body["items"][0]["id"], id.as_str(), "{}", list.text);
 
-    // Deleting removes the row and the blob.
+    // Deleting removes the row, the original and the derived pictures.
     let blobs = app.state.storage.root().join("projects");
-    assert!(count_files(&blobs) == 1);
+    assert_eq!(count_files(&blobs), 3);
     let del = app
         .call(
             Method::DELETE,
