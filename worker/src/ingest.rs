@@ -71,6 +71,24 @@ pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
                 .get("kind")
                 .and_then(|k| k.as_str())
                 .map(str::to_owned);
+            if let Some(found) = kind.as_deref()
+                && let Some(declared) = declared_kind(&asset.content_type)
+                // Video and audio share containers (an .m4a sent as video/mp4 is fine); a
+                // still image posing as a clip, or the reverse, is not.
+                && (declared == "image") != (found == "image")
+            {
+                let failure = Failure {
+                    code: "type-mismatch".into(),
+                    message: format!(
+                        "uploaded as {} but the file is {} {found}",
+                        asset.content_type,
+                        if found == "image" { "an" } else { "a" },
+                    ),
+                    transient: false,
+                };
+                reject(&ctx, asset.id, &failure).await?;
+                return Err(failure);
+            }
             settle(
                 &ctx,
                 asset.id,
@@ -92,22 +110,43 @@ pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
             // retried and the asset stays `probing`.
             let last = ctx.lease.attempt >= ctx.row.max_attempts;
             if !failure.transient || last {
-                settle(
-                    &ctx,
-                    asset.id,
-                    assets::Entity::update_many()
-                        .col_expr(assets::Column::Status, Expr::value("rejected"))
-                        .col_expr(assets::Column::ErrorCode, Expr::value(failure.code.clone()))
-                        .col_expr(
-                            assets::Column::ErrorMessage,
-                            Expr::value(failure.message.clone()),
-                        ),
-                )
-                .await?;
+                reject(&ctx, asset.id, &failure).await?;
             }
             Err(failure)
         }
     }
+}
+
+/// What the client said it uploaded: `video/*`, `audio/*` or `image/*`; nothing for
+/// `application/octet-stream` and the like.
+fn declared_kind(content_type: &str) -> Option<&'static str> {
+    match content_type
+        .split('/')
+        .next()?
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "video" => Some("video"),
+        "audio" => Some("audio"),
+        "image" => Some("image"),
+        _ => None,
+    }
+}
+
+async fn reject(ctx: &JobContext, asset: Uuid, failure: &Failure) -> Result<(), Failure> {
+    settle(
+        ctx,
+        asset,
+        assets::Entity::update_many()
+            .col_expr(assets::Column::Status, Expr::value("rejected"))
+            .col_expr(assets::Column::ErrorCode, Expr::value(failure.code.clone()))
+            .col_expr(
+                assets::Column::ErrorMessage,
+                Expr::value(failure.message.clone()),
+            ),
+    )
+    .await
 }
 
 async fn settle(
