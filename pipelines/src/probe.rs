@@ -97,6 +97,7 @@ pub fn probe(path: &Path, timeout: Duration) -> Result<ProbeReport, Rejection> {
     if meta.len() == 0 {
         return Err(Rejection::new("empty", "the file is empty"));
     }
+    check_iso_bmff(path)?;
     crate::elements::inventory().map_err(|e| Rejection::new("internal", e.to_string()))?;
     let abs = std::fs::canonicalize(path)
         .map_err(|e| Rejection::new("unreadable", format!("cannot resolve the path: {e}")))?;
@@ -138,6 +139,69 @@ pub fn probe(path: &Path, timeout: Duration) -> Result<ProbeReport, Rejection> {
         check_whole(&uri, &report)?;
     }
     Ok(report)
+}
+
+/// MP4/MOV (ISO base media) files carry their index in a `moov` box; without it, or with a
+/// box that runs past the end of the file, the file is incomplete. Walking the top-level box
+/// headers answers that in a few reads, where a demuxer may wait a long time for data that
+/// never comes. Other formats pass through untouched.
+fn check_iso_bmff(path: &Path) -> Result<(), Rejection> {
+    use std::io::{Read, Seek, SeekFrom};
+    let truncated =
+        |why: String| Rejection::new("truncated", format!("the file is incomplete: {why}"));
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut header = [0u8; 8];
+    if file.read_exact(&mut header).is_err() || &header[4..8] != b"ftyp" {
+        return Ok(());
+    }
+    let mut offset = 0u64;
+    let mut has_index = false;
+    for _ in 0..100_000 {
+        if offset >= len {
+            break;
+        }
+        if file.seek(SeekFrom::Start(offset)).is_err() || file.read_exact(&mut header).is_err() {
+            return Err(truncated(format!(
+                "a box header at byte {offset} is cut off"
+            )));
+        }
+        let kind = [header[4], header[5], header[6], header[7]];
+        let mut size = u64::from(u32::from_be_bytes([
+            header[0], header[1], header[2], header[3],
+        ]));
+        if size == 1 {
+            let mut large = [0u8; 8];
+            if file.read_exact(&mut large).is_err() {
+                return Err(truncated(format!(
+                    "a box header at byte {offset} is cut off"
+                )));
+            }
+            size = u64::from_be_bytes(large);
+        } else if size == 0 {
+            size = len - offset;
+        }
+        if size < 8 {
+            return Err(truncated(format!("a malformed box at byte {offset}")));
+        }
+        if offset.saturating_add(size) > len {
+            return Err(truncated(format!(
+                "the '{}' box needs {} bytes but the file ends after {}",
+                String::from_utf8_lossy(&kind),
+                size,
+                len - offset
+            )));
+        }
+        has_index |= &kind == b"moov";
+        offset += size;
+    }
+    if has_index {
+        Ok(())
+    } else {
+        Err(truncated("it has no index ('moov' box)".into()))
+    }
 }
 
 /// Maps a Discoverer error to a rejection.

@@ -14,9 +14,18 @@ use crate::child::{ProbeSpec, ThumbsJob};
 use crate::handlers::{JobContext, KIND_THUMBNAILS, isolated};
 use crate::jobs::{self, Failure};
 
+/// The payload of every ingest job: the asset it works on.
 #[derive(Debug, Deserialize)]
-struct ProbePayload {
+struct AssetPayload {
     asset_id: Uuid,
+}
+
+fn asset_payload(ctx: &JobContext) -> Result<AssetPayload, Failure> {
+    serde_json::from_value(ctx.row.payload.clone()).map_err(|e| Failure {
+        code: "invalid-payload".into(),
+        message: format!("{} payload: {e}", ctx.row.kind),
+        transient: false,
+    })
 }
 
 fn db_failure(e: sea_orm::DbErr) -> Failure {
@@ -28,12 +37,7 @@ fn db_failure(e: sea_orm::DbErr) -> Failure {
 }
 
 pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
-    let payload: ProbePayload =
-        serde_json::from_value(ctx.row.payload.clone()).map_err(|e| Failure {
-            code: "invalid-payload".into(),
-            message: format!("probe payload: {e}"),
-            transient: false,
-        })?;
+    let payload = asset_payload(&ctx)?;
     let asset = assets::Entity::find_by_id(payload.asset_id)
         .one(&ctx.db)
         .await
@@ -197,12 +201,7 @@ async fn queue_thumbnails(ctx: &JobContext, asset: Uuid) -> Result<(), Failure> 
 /// Derives the poster and thumbnail strip of a ready asset, writes them under the asset's
 /// key prefix (staged, then renamed) and records their keys and the strip's index.
 pub async fn thumbnails(ctx: JobContext) -> Result<serde_json::Value, Failure> {
-    let payload: ProbePayload =
-        serde_json::from_value(ctx.row.payload.clone()).map_err(|e| Failure {
-            code: "invalid-payload".into(),
-            message: format!("thumbnails payload: {e}"),
-            transient: false,
-        })?;
+    let payload = asset_payload(&ctx)?;
     let Some(asset) = assets::Entity::find_by_id(payload.asset_id)
         .one(&ctx.db)
         .await

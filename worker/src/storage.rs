@@ -53,28 +53,23 @@ impl LocalStorage {
     }
 
     /// Moves a finished staging file to `key` (atomically: a rename). If the key already
-    /// holds the same content, the staging file is dropped.
+    /// holds the same content (content-addressed originals), the staging file is dropped.
     pub async fn commit(&self, staged: &Path, key: &str) -> Result<(), WorkerError> {
-        let err = |source: std::io::Error| WorkerError::Storage {
-            path: key.to_owned(),
-            source,
-        };
-        let dest = self
-            .path_of(key)
-            .ok_or_else(|| err(std::io::Error::other("invalid storage key")))?;
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(err)?;
-        }
-        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-            let _ = tokio::fs::remove_file(staged).await;
-            return Ok(());
-        }
-        tokio::fs::rename(staged, &dest).await.map_err(err)
+        self.move_into(staged, key, true).await
     }
 
     /// Moves a finished staging file to `key`, replacing what is there (derived media: a
     /// re-run writes the same picture again).
     pub async fn replace(&self, staged: &Path, key: &str) -> Result<(), WorkerError> {
+        self.move_into(staged, key, false).await
+    }
+
+    async fn move_into(
+        &self,
+        staged: &Path,
+        key: &str,
+        keep_existing: bool,
+    ) -> Result<(), WorkerError> {
         let err = |source: std::io::Error| WorkerError::Storage {
             path: key.to_owned(),
             source,
@@ -84,6 +79,10 @@ impl LocalStorage {
             .ok_or_else(|| err(std::io::Error::other("invalid storage key")))?;
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(err)?;
+        }
+        if keep_existing && tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            let _ = tokio::fs::remove_file(staged).await;
+            return Ok(());
         }
         tokio::fs::rename(staged, &dest).await.map_err(err)
     }
