@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Binary, Json};
+use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -143,12 +143,33 @@ pub enum DeleteResponse {
     Deleted,
 }
 
+/// A stored file's bytes. Documented as any media type: an original is served with the type
+/// it was uploaded with, derived pictures as `image/jpeg`; the `Content-Type` header says
+/// which.
+pub struct FileBody(poem::Body);
+
+impl poem_openapi::payload::Payload for FileBody {
+    const CONTENT_TYPE: &'static str = "*/*";
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        poem_openapi::registry::MetaSchemaRef::Inline(Box::new(
+            poem_openapi::registry::MetaSchema::new_with_format("string", "binary"),
+        ))
+    }
+}
+
+impl poem::IntoResponse for FileBody {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder().body(self.0)
+    }
+}
+
 #[derive(ApiResponse)]
 pub enum DownloadResponse {
     /// The whole file.
     #[oai(status = 200)]
     Full(
-        Binary<poem::Body>,
+        FileBody,
         #[oai(header = "Content-Type")] String,
         #[oai(header = "Content-Length")] u64,
         #[oai(header = "Accept-Ranges")] String,
@@ -157,7 +178,7 @@ pub enum DownloadResponse {
     /// The requested byte range.
     #[oai(status = 206)]
     Partial(
-        Binary<poem::Body>,
+        FileBody,
         #[oai(header = "Content-Type")] String,
         #[oai(header = "Content-Length")] u64,
         #[oai(header = "Content-Range")] String,
@@ -745,7 +766,7 @@ async fn open_range(
             "bytes */{size}"
         ))),
         Ok(None) => Ok(DownloadResponse::Full(
-            Binary(poem::Body::from_async_read(file)),
+            FileBody(poem::Body::from_async_read(file)),
             content_type.to_owned(),
             size,
             accept,
@@ -757,7 +778,7 @@ async fn open_range(
                 .map_err(ApiError::internal)?;
             let len = end - start + 1;
             Ok(DownloadResponse::Partial(
-                Binary(poem::Body::from_async_read(file.take(len))),
+                FileBody(poem::Body::from_async_read(file.take(len))),
                 content_type.to_owned(),
                 len,
                 format!("bytes {start}-{end}/{size}"),
