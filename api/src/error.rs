@@ -349,6 +349,16 @@ pub struct RequestInfo {
     pub request_id: String,
 }
 
+impl RequestInfo {
+    /// The request's id, carried into the jobs it creates as their correlation id.
+    pub fn correlation_id(req: &poem::Request) -> String {
+        req.extensions()
+            .get::<RequestInfo>()
+            .map(|r| r.request_id.clone())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+    }
+}
+
 impl poem::error::ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         self.kind.status()

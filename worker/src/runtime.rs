@@ -497,17 +497,12 @@ fn written_nothing(e: &JobError) -> (&'static str, Option<Status>) {
 
 /// Dispatches a job that went back to the queue, so it does not wait for the reconciler.
 async fn resend(inner: &Inner, row: &job_rows::Model) {
-    let Some(queue) = Queue::parse(&row.queue) else {
-        return;
-    };
-    let taken = jobs::take_one_for_dispatch(&inner.db, row.id).await;
-    if let Ok(true) = taken {
-        match inner.dispatcher.dispatch(queue, row.priority, row.id).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => {
-                let _ = jobs::undispatched(&inner.db, row.id).await;
-            }
-        }
+    if let Ok(true) = jobs::take_one_for_dispatch(&inner.db, row.id).await
+        && let Err(e) = dispatch_new(&inner.db, &inner.dispatcher, row).await
+    {
+        // Not sent: left for the reconciler's next pass.
+        tracing::warn!(error = %e, job_id = %row.id, "cannot re-dispatch a released job");
+        let _ = jobs::undispatched(&inner.db, row.id).await;
     }
 }
 

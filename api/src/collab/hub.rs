@@ -262,3 +262,33 @@ impl nve_worker::events::EventSink for Hub {
         })
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    /// `nve-worker` encodes job events itself (it has no hub); the API's hub must read them.
+    #[test]
+    fn worker_job_events_decode_as_project_events() {
+        let event = nve_worker::events::JobEvent {
+            project_id: Uuid::now_v7(),
+            job_id: Uuid::now_v7(),
+            kind: "probe".into(),
+            status: "running".into(),
+            progress: Some(0.5),
+            detail: serde_json::json!({"attempt": 1}),
+        };
+        let decoded: ProjectEvent =
+            serde_json::from_slice(&nve_worker::events::encode(&event)).expect("decodes");
+        assert_eq!(
+            decoded,
+            ProjectEvent::Job {
+                job_id: event.job_id,
+                kind: event.kind,
+                status: event.status,
+                progress: event.progress,
+                detail: event.detail,
+            }
+        );
+    }
+}

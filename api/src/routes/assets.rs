@@ -429,11 +429,7 @@ impl AssetsApi {
         }
         let now = Utc::now();
         let asset_id = Uuid::now_v7();
-        let correlation_id = req
-            .extensions()
-            .get::<crate::error::RequestInfo>()
-            .map(|r| r.request_id.clone())
-            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        let correlation_id = crate::error::RequestInfo::correlation_id(req);
         let recorded = async {
             let txn = nve_worker::db::begin_write(&state.db).await?;
             let job = store::enqueue(

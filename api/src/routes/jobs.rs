@@ -21,7 +21,6 @@ use nve_worker::jobs as store;
 use nve_worker::{netguard, runtime};
 
 use crate::auth::Auth;
-use crate::collab::hub::ProjectEvent;
 use crate::error::{ApiError, ErrorKind, FieldError, RequestInfo};
 use crate::payload::JsonBody;
 use crate::routes::ApiTags;
@@ -331,11 +330,7 @@ impl JobsApi {
                 .await
                 .map_err(|e| guard_error(&e))?;
         }
-        let correlation_id = req
-            .extensions()
-            .get::<RequestInfo>()
-            .map(|r| r.request_id.clone())
-            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        let correlation_id = RequestInfo::correlation_id(req);
         let txn = nve_worker::db::begin_write(&state.db).await?;
         let row = store::enqueue(
             &txn,
@@ -556,20 +551,15 @@ async fn publish(state: &AppState, job: &jobs::Model) {
     let Some(project) = job.project_id else {
         return;
     };
-    state
-        .collab
-        .hub
-        .publish(
-            project,
-            ProjectEvent::Job {
-                job_id: job.id,
-                kind: job.kind.clone(),
-                status: job.status.clone(),
-                progress: job.progress,
-                detail: serde_json::json!({}),
-            },
-        )
-        .await;
+    let event = nve_worker::events::JobEvent {
+        project_id: project,
+        job_id: job.id,
+        kind: job.kind.clone(),
+        status: job.status.clone(),
+        progress: job.progress,
+        detail: serde_json::json!({}),
+    };
+    nve_worker::events::EventSink::publish(&state.collab.hub, event).await;
 }
 
 #[cfg(test)]
