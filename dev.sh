@@ -87,6 +87,17 @@ redis_ensure() {
   echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1
 }
 
+moto_ensure() {
+  # A real S3-compatible server for the object-storage tests (moto's server mode).
+  local venv="$HOME/.cache/nve/moto-venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing moto (S3-compatible test server) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6'
+  fi
+  export NVE_TEST_MOTO_SERVER="$venv/bin/moto_server"
+}
+
 cmd_run() {
   apt_ensure $BUILD_PKGS $RUN_PKGS
   rust_ensure
@@ -109,6 +120,7 @@ cmd_test() {
   postgres_ensure
   postgres_url
   redis_ensure
+  moto_ensure
   ui_ensure
   log "cargo fmt --check"
   cargo fmt --all -- --check

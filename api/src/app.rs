@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nve_config::{Loaded, Profile};
 use nve_migration::{Migrator, MigratorTrait};
-use nve_worker::storage::LocalStorage;
+use nve_worker::storage::Storage;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
 use poem::{EndpointExt, IntoEndpoint, Route, Server, get};
@@ -92,7 +92,7 @@ impl Application {
                 return Err(StartError::PendingMigrations(pending, profile));
             }
         }
-        let storage = LocalStorage::open(config.storage_path())?;
+        let storage = Storage::open(&config)?;
 
         // Surface a missing plugin at boot; /readyz keeps reporting it until it is installed.
         match tokio::task::spawn_blocking(nve_pipelines::elements::inventory).await {

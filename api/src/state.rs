@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use nve_config::{Config, Profile};
-use nve_worker::storage::LocalStorage;
+use nve_worker::storage::Storage;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::limiter::RateLimiter;
@@ -18,7 +18,7 @@ pub struct AppState {
     pub profile: Profile,
     pub jwt: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
-    pub storage: LocalStorage,
+    pub storage: Storage,
     pub collab: Collab,
     /// Hands new jobs to the workers.
     pub dispatcher: nve_worker::dispatch::Dispatcher,

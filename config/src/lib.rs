@@ -190,7 +190,10 @@ pub struct WebhooksConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
+    /// A directory (the embedded mode; or a volume every replica mounts).
     Local,
+    /// S3-compatible object storage (the distributed mode).
+    S3,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +202,24 @@ pub struct StorageConfig {
     pub backend: StorageBackend,
     /// Directory for media blobs with the `local` backend. Unset: `data_dir/media`.
     pub path: Option<PathBuf>,
+    /// Local directory for uploads in progress and the workers' read-through cache of
+    /// inputs. Unset: `data_dir/work`.
+    pub work_path: Option<PathBuf>,
+    /// Size bound of the read-through cache of object-storage inputs, in MiB.
+    pub cache_mb: u64,
+    /// Bucket name (`s3` backend).
+    pub s3_bucket: Option<String>,
+    /// Endpoint URL of an S3-compatible service (MinIO, Ceph, R2, moto). Unset: AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
+    /// Key prefix inside the bucket, so several deployments can share one.
+    pub s3_prefix: String,
+    /// Allow a plain-HTTP endpoint (a service on a private network, tests).
+    pub s3_allow_http: bool,
+    /// `https://bucket.endpoint/key` instead of `https://endpoint/bucket/key`.
+    pub s3_virtual_hosted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +357,16 @@ impl Config {
             storage: StorageConfig {
                 backend: StorageBackend::Local,
                 path: None,
+                work_path: None,
+                cache_mb: 10_240,
+                s3_bucket: None,
+                s3_endpoint: None,
+                s3_region: "us-east-1".into(),
+                s3_access_key_id: None,
+                s3_secret_access_key: None,
+                s3_prefix: String::new(),
+                s3_allow_http: false,
+                s3_virtual_hosted: false,
             },
             media: MediaConfig {
                 hardware_acceleration: HardwareAcceleration::Auto,
@@ -388,6 +419,13 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("media"))
+    }
+
+    pub fn work_path(&self) -> PathBuf {
+        self.storage
+            .work_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("work"))
     }
 
     /// The effective configuration as JSON, secrets replaced by `[redacted]`.

@@ -171,6 +171,34 @@ pub(crate) fn validate(c: &Config, profile: Profile) -> Vec<String> {
     if !(1..=300).contains(&c.webhooks.timeout_secs) {
         p.push("webhooks.timeout_secs (NVE_WEBHOOKS__TIMEOUT_SECS): between 1 and 300".into());
     }
+    let st = &c.storage;
+    if st.backend == crate::StorageBackend::S3 {
+        if st.s3_bucket.as_deref().is_none_or(str::is_empty) {
+            p.push(
+                "storage.s3_bucket (NVE_STORAGE__S3_BUCKET): required with backend = \"s3\"".into(),
+            );
+        }
+        if st.s3_access_key_id.is_some() != st.s3_secret_access_key.is_some() {
+            p.push(
+                "storage.s3_access_key_id and storage.s3_secret_access_key: set both or neither (neither: credentials from the environment)"
+                    .into(),
+            );
+        }
+    }
+    if let Some(endpoint) = &st.s3_endpoint {
+        match url::Url::parse(endpoint) {
+            Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && st.s3_allow_http) => {}
+            Ok(u) if u.scheme() == "http" => p.push(format!(
+                "storage.s3_endpoint (NVE_STORAGE__S3_ENDPOINT): `{endpoint}` is plain HTTP; set storage.s3_allow_http to allow it"
+            )),
+            _ => p.push(format!(
+                "storage.s3_endpoint (NVE_STORAGE__S3_ENDPOINT): `{endpoint}` is not an http(s) URL"
+            )),
+        }
+    }
+    if st.cache_mb == 0 {
+        p.push("storage.cache_mb (NVE_STORAGE__CACHE_MB): at least 1".into());
+    }
     if c.queue.redis_prefix.is_empty()
         || !c
             .queue

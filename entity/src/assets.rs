@@ -9,7 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub project_id: Uuid,
     pub uploaded_by: Option<Uuid>,
-    /// `probing`, `ready` or `rejected`.
+    /// `importing`, `probing`, `ready` or `rejected`.
     pub status: String,
     /// `video`, `audio` or `image`, once probed.
     pub kind: Option<String>,
@@ -32,6 +32,9 @@ pub struct Model {
     pub error_message: Option<String>,
     /// The ingest job.
     pub job_id: Option<Uuid>,
+    /// The URL an imported asset was fetched from.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub source_url: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -10,6 +10,7 @@ pub mod projects;
 pub mod sessions;
 pub mod snapshots;
 pub mod timelines;
+pub mod uploads;
 pub mod users;
 pub mod webhook_attempts;
 pub mod webhooks;

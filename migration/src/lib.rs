@@ -8,6 +8,7 @@ mod m20261130_000002_timelines;
 mod m20261130_000003_jobs;
 mod m20261130_000004_dispatch_webhooks;
 mod m20261130_000005_assets;
+mod m20261130_000006_uploads_imports;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_jobs::Migration),
             Box::new(m20261130_000004_dispatch_webhooks::Migration),
             Box::new(m20261130_000005_assets::Migration),
+            Box::new(m20261130_000006_uploads_imports::Migration),
         ]
     }
 }

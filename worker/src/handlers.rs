@@ -36,7 +36,7 @@ pub struct JobContext {
     pub child_program: PathBuf,
     pub child_limits: Limits,
     pub db: sea_orm::DatabaseConnection,
-    pub storage: crate::storage::LocalStorage,
+    pub storage: crate::storage::Storage,
     pub media_limits: nve_pipelines::probe::MediaLimits,
     /// Derive posters and thumbnail strips after a successful probe.
     pub thumbnails: bool,

@@ -50,14 +50,7 @@ pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
     if asset.status != "probing" {
         return Ok(serde_json::json!({"asset_id": asset.id, "status": asset.status}));
     }
-    let path = ctx
-        .storage
-        .path_of(&asset.storage_key)
-        .ok_or_else(|| Failure {
-            code: "storage-unavailable".into(),
-            message: "the asset's storage key is not valid".into(),
-            transient: false,
-        })?;
+    let path = input_file(&ctx, &asset).await?;
     let spec = ProbeSpec {
         path,
         limits: ctx.media_limits.clone(),
@@ -119,6 +112,32 @@ pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
             Err(failure)
         }
     }
+}
+
+/// A local file with the asset's original (from the read-through cache with object
+/// storage). A blob that is gone fails the job for good; a storage service that does not
+/// answer is retried.
+async fn input_file(
+    ctx: &JobContext,
+    asset: &assets::Model,
+) -> Result<std::path::PathBuf, Failure> {
+    ctx.storage
+        .local_input(&asset.storage_key)
+        .await
+        .map_err(|e| {
+            let missing = matches!(&e, crate::WorkerError::Storage { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound);
+            Failure {
+                code: if missing {
+                    "original-missing"
+                } else {
+                    "storage-unavailable"
+                }
+                .into(),
+                message: e.to_string(),
+                transient: !missing,
+            }
+        })
 }
 
 /// What the client said it uploaded: `video/*`, `audio/*` or `image/*`; nothing for
@@ -217,14 +236,7 @@ pub async fn thumbnails(ctx: JobContext) -> Result<serde_json::Value, Failure> {
         message: e.to_string(),
         transient: true,
     };
-    let input = ctx
-        .storage
-        .path_of(&asset.storage_key)
-        .ok_or_else(|| Failure {
-            code: "storage-unavailable".into(),
-            message: "the asset's storage key is not valid".into(),
-            transient: false,
-        })?;
+    let input = input_file(&ctx, &asset).await?;
     let duration = asset
         .probe
         .as_ref()

@@ -7,7 +7,7 @@ use nve_config::{Config, QueueBackend};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
-use crate::storage::LocalStorage;
+use crate::storage::Storage;
 
 /// How long any one dependency may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -48,7 +48,7 @@ where
 }
 
 /// Runs every check concurrently.
-pub async fn check(config: &Config, db: &DatabaseConnection, storage: &LocalStorage) -> Report {
+pub async fn check(config: &Config, db: &DatabaseConnection, storage: &Storage) -> Report {
     let database = timed("database", async {
         db.ping().await.map_err(|e| e.to_string())?;
         Ok(format!("{:?} reachable", db.get_database_backend()))
@@ -59,7 +59,7 @@ pub async fn check(config: &Config, db: &DatabaseConnection, storage: &LocalStor
             .check_writable()
             .await
             .map_err(|e| e.to_string())
-            .map(|()| format!("{} writable", storage.root().display()))
+            .map(|()| format!("{} writable", storage.describe()))
     });
     let gstreamer = timed("gstreamer", async {
         // Initialisation and registry scans block; keep them off the async workers.

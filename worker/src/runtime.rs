@@ -47,7 +47,7 @@ pub struct Settings {
     pub child_program: PathBuf,
     pub child_limits: Limits,
     /// Where media blobs are.
-    pub storage: crate::storage::LocalStorage,
+    pub storage: crate::storage::Storage,
     /// What ingest accepts.
     pub media_limits: nve_pipelines::probe::MediaLimits,
     /// `media.thumbnails`: derive posters and strips after ingest.
@@ -645,7 +645,7 @@ impl Settings {
         config: &nve_config::Config,
         queues: Vec<(Queue, usize)>,
         child_program: PathBuf,
-        storage: crate::storage::LocalStorage,
+        storage: crate::storage::Storage,
     ) -> Self {
         let j = &config.jobs;
         Settings {

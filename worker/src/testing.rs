@@ -99,3 +99,103 @@ async fn migrate(conn: &DatabaseConnection) {
         .await
         .expect("migrations");
 }
+
+/// A real S3-compatible server for tests: moto's server mode, started on a free port with a
+/// fresh bucket and stopped on drop. Found at `NVE_TEST_MOTO_SERVER` or in the virtualenv
+/// `./dev.sh test` installs (`~/.cache/nve/moto-venv`).
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    child: std::process::Child,
+}
+
+impl S3Server {
+    pub async fn start() -> Self {
+        let program = std::env::var("NVE_TEST_MOTO_SERVER").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            format!("{home}/.cache/nve/moto-venv/bin/moto_server")
+        });
+        assert!(
+            std::path::Path::new(&program).is_file(),
+            "moto_server not found at {program}: run ./dev.sh test once, or \
+             `python3 -m venv ~/.cache/nve/moto-venv && ~/.cache/nve/moto-venv/bin/pip install 'moto[server]>=5,<6'`"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = format!("nve-test-{}", uuid::Uuid::new_v4().simple());
+        let server = Self {
+            endpoint,
+            bucket,
+            child,
+        };
+        crate::install_tls_provider();
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            // moto takes any credentials; creating the bucket is a plain PUT.
+            let created = client
+                .put(format!("{}/{}", server.endpoint, server.bucket))
+                .send()
+                .await;
+            if created.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    /// The `NVE_STORAGE__*` settings that point nve at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("NVE_STORAGE__BACKEND", "s3"),
+            ("NVE_STORAGE__S3_BUCKET", self.bucket.as_str()),
+            ("NVE_STORAGE__S3_ENDPOINT", self.endpoint.as_str()),
+            ("NVE_STORAGE__S3_ALLOW_HTTP", "true"),
+            ("NVE_STORAGE__S3_ACCESS_KEY_ID", "test"),
+            ("NVE_STORAGE__S3_SECRET_ACCESS_KEY", "test"),
+            ("NVE_STORAGE__S3_PREFIX", "media"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// The keys in the bucket (ListObjectsV2, first 1000), read with plain HTTP so the test
+    /// does not trust the code under test.
+    pub async fn keys(&self) -> Vec<String> {
+        let text = reqwest::Client::new()
+            .get(format!("{}/{}?list-type=2", self.endpoint, self.bucket))
+            .send()
+            .await
+            .expect("list bucket")
+            .text()
+            .await
+            .expect("list body");
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

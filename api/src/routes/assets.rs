@@ -13,13 +13,13 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use nve_entity::assets;
 use nve_worker::handlers::KIND_PROBE;
 use nve_worker::jobs as store;
-use nve_worker::storage::LocalStorage;
+use nve_worker::storage::Storage;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ErrorKind};
@@ -237,7 +237,7 @@ type BodyStream = std::pin::Pin<
 /// connection is simply closed.
 const DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
 
-async fn drain(
+pub(crate) async fn drain(
     mut rest: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin,
     idle: Duration,
 ) {
@@ -297,7 +297,7 @@ async fn visible(
     }
 }
 
-fn storage_error(e: nve_worker::WorkerError) -> ApiError {
+pub(crate) fn storage_error(e: nve_worker::WorkerError) -> ApiError {
     let mut err = ApiError::new(ErrorKind::Unavailable, format!("media storage: {e}"));
     err.transient = true;
     err
@@ -413,93 +413,20 @@ impl AssetsApi {
                 });
             }
         };
-        let existing = assets::Entity::find()
-            .filter(assets::Column::ProjectId.eq(id.0))
-            .filter(assets::Column::Sha256.eq(sha.clone()))
-            .one(&state.db)
-            .await?;
-        if let Some(found) = existing {
-            let _ = tokio::fs::remove_file(&staged).await;
-            return Ok(UploadResponse::Existing(Json(found.into())));
-        }
-        let key = format!("projects/{}/{}", id.0, sha);
-        if let Err(e) = state.storage.commit(&staged, &key).await {
-            let _ = tokio::fs::remove_file(&staged).await;
-            return Err(storage_error(e));
-        }
-        let now = Utc::now();
-        let asset_id = Uuid::now_v7();
-        let correlation_id = crate::error::RequestInfo::correlation_id(req);
-        let recorded = async {
-            let txn = nve_worker::db::begin_write(&state.db).await?;
-            let job = store::enqueue(
-                &txn,
-                store::NewJob {
-                    project_id: Some(id.0),
-                    created_by: Some(auth.0.user_id),
-                    queue: store::Queue::Edit,
-                    kind: KIND_PROBE.into(),
-                    payload: serde_json::json!({"asset_id": asset_id}),
-                    priority: store::PRIORITY_INTERACTIVE,
-                    max_attempts: state.config.jobs.max_attempts,
-                    correlation_id,
-                    callback_url: None,
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                store::JobError::Database(db) => db,
-                other => sea_orm::DbErr::Custom(other.to_string()),
-            })?;
-            let asset = assets::ActiveModel {
-                id: Set(asset_id),
-                project_id: Set(id.0),
-                uploaded_by: Set(Some(auth.0.user_id)),
-                status: Set("probing".into()),
-                kind: Set(None),
-                original_name: Set(display_name(filename.0.as_deref())),
-                content_type: Set(body.content_type.clone()),
-                size_bytes: Set(i64::try_from(size).unwrap_or(i64::MAX)),
-                sha256: Set(sha.clone()),
-                storage_key: Set(key.clone()),
-                probe: Set(None),
-                derived: Set(None),
-                error_code: Set(None),
-                error_message: Set(None),
-                job_id: Set(Some(job.id)),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-            txn.commit().await?;
-            Ok::<_, sea_orm::DbErr>((asset, job))
-        }
-        .await;
-        let (asset, job) = match recorded {
-            Ok(v) => v,
-            Err(e) => {
-                // A concurrent upload of the same content won the unique index: answer with
-                // its asset (the blob is the same file).
-                if let Some(found) = assets::Entity::find()
-                    .filter(assets::Column::ProjectId.eq(id.0))
-                    .filter(assets::Column::Sha256.eq(sha.clone()))
-                    .one(&state.db)
-                    .await?
-                {
-                    return Ok(UploadResponse::Existing(Json(found.into())));
-                }
-                let _ = state.storage.remove(&key).await;
-                return Err(e.into());
-            }
+        let stored = Staged {
+            path: staged,
+            size,
+            sha256: sha,
+            name: display_name(filename.0.as_deref()),
+            content_type: body.content_type.clone(),
         };
-        // A queue that is down delays the probe, it does not lose the upload: the reconciler
-        // dispatches the job when it can.
-        if let Err(e) = nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, &job).await
-        {
-            tracing::warn!(error = %e, job_id = %job.id, "probe job not dispatched yet");
-        }
-        Ok(UploadResponse::Created(Json(asset.into())))
+        let correlation_id = crate::error::RequestInfo::correlation_id(req);
+        Ok(
+            match register_staged(&state, id.0, auth.0.user_id, stored, correlation_id).await? {
+                Registered::Created(asset) => UploadResponse::Created(Json(asset.into())),
+                Registered::Existing(asset) => UploadResponse::Existing(Json(asset.into())),
+            },
+        )
     }
 
     /// An asset: status, probe summary, error.
@@ -700,6 +627,127 @@ impl AssetsApi {
     }
 }
 
+/// A complete file in staging, hashed and counted.
+pub(crate) struct Staged {
+    pub path: std::path::PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    /// Already cleaned with [`display_name`].
+    pub name: String,
+    pub content_type: String,
+}
+
+pub(crate) enum Registered {
+    Created(assets::Model),
+    /// The project already had this content.
+    Existing(assets::Model),
+}
+
+/// Turns a complete staged file into a project's asset: the project's existing asset when it
+/// already has this content, otherwise the blob is committed and the asset row is written
+/// together with its probe job. Every way in (upload, resumable upload) ends here.
+pub(crate) async fn register_staged(
+    state: &AppState,
+    project: Uuid,
+    user: Uuid,
+    staged: Staged,
+    correlation_id: String,
+) -> Result<Registered, ApiError> {
+    let Staged {
+        path: staged,
+        size,
+        sha256: sha,
+        name,
+        content_type,
+    } = staged;
+    let existing = assets::Entity::find()
+        .filter(assets::Column::ProjectId.eq(project))
+        .filter(assets::Column::Sha256.eq(sha.clone()))
+        .one(&state.db)
+        .await?;
+    if let Some(found) = existing {
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Ok(Registered::Existing(found));
+    }
+    let key = format!("projects/{project}/{sha}");
+    if let Err(e) = state.storage.commit(&staged, &key).await {
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Err(storage_error(e));
+    }
+    let now = Utc::now();
+    let asset_id = Uuid::now_v7();
+    let recorded = async {
+        let txn = nve_worker::db::begin_write(&state.db).await?;
+        let job = store::enqueue(
+            &txn,
+            store::NewJob {
+                project_id: Some(project),
+                created_by: Some(user),
+                queue: store::Queue::Edit,
+                kind: KIND_PROBE.into(),
+                payload: serde_json::json!({"asset_id": asset_id}),
+                priority: store::PRIORITY_INTERACTIVE,
+                max_attempts: state.config.jobs.max_attempts,
+                correlation_id,
+                callback_url: None,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            store::JobError::Database(db) => db,
+            other => sea_orm::DbErr::Custom(other.to_string()),
+        })?;
+        let asset = assets::ActiveModel {
+            id: Set(asset_id),
+            project_id: Set(project),
+            uploaded_by: Set(Some(user)),
+            status: Set("probing".into()),
+            kind: Set(None),
+            original_name: Set(name),
+            content_type: Set(content_type),
+            size_bytes: Set(i64::try_from(size).unwrap_or(i64::MAX)),
+            sha256: Set(sha.clone()),
+            storage_key: Set(key.clone()),
+            probe: Set(None),
+            derived: Set(None),
+            error_code: Set(None),
+            error_message: Set(None),
+            job_id: Set(Some(job.id)),
+            source_url: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok::<_, sea_orm::DbErr>((asset, job))
+    }
+    .await;
+    let (asset, job) = match recorded {
+        Ok(v) => v,
+        Err(e) => {
+            // A concurrent upload of the same content won the unique index: answer with its
+            // asset (the blob is the same file).
+            if let Some(found) = assets::Entity::find()
+                .filter(assets::Column::ProjectId.eq(project))
+                .filter(assets::Column::Sha256.eq(sha.clone()))
+                .one(&state.db)
+                .await?
+            {
+                return Ok(Registered::Existing(found));
+            }
+            let _ = state.storage.remove(&key).await;
+            return Err(e.into());
+        }
+    };
+    // A queue that is down delays the probe, it does not lose the upload: the reconciler
+    // dispatches the job when it can.
+    if let Err(e) = nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, &job).await {
+        tracing::warn!(error = %e, job_id = %job.id, "probe job not dispatched yet");
+    }
+    Ok(Registered::Created(asset))
+}
+
 async fn derived_file(
     state: &AppState,
     user: Uuid,
@@ -743,46 +791,45 @@ fn uses_asset(doc: &serde_json::Value, asset: &str) -> bool {
 }
 
 async fn open_range(
-    storage: &LocalStorage,
+    storage: &Storage,
     key: &str,
     content_type: &str,
     etag: &str,
     range: Option<&str>,
 ) -> Result<DownloadResponse, ApiError> {
-    let path = storage
-        .path_of(key)
-        .ok_or_else(|| ApiError::not_found("file"))?;
-    let mut file = tokio::fs::File::open(&path)
+    let size = storage
+        .size_of(key)
         .await
-        .map_err(|_| ApiError::not_found("file"))?;
-    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+        .map_err(storage_error)?
+        .ok_or_else(|| ApiError::not_found("file"))?;
     let accept = "bytes".to_owned();
-    match parse_range(range, size) {
-        Err(()) => Ok(DownloadResponse::RangeNotSatisfiable(format!(
-            "bytes */{size}"
-        ))),
-        Ok(None) => Ok(DownloadResponse::Full(
-            FileBody(poem::Body::from_async_read(file)),
+    let wanted = match parse_range(range, size) {
+        Err(()) => {
+            return Ok(DownloadResponse::RangeNotSatisfiable(format!(
+                "bytes */{size}"
+            )));
+        }
+        Ok(wanted) => wanted,
+    };
+    let stream = storage
+        .read(key, wanted)
+        .await
+        .map_err(storage_error)?
+        .ok_or_else(|| ApiError::not_found("file"))?;
+    let body = FileBody(poem::Body::from_bytes_stream(stream));
+    Ok(match wanted {
+        None => {
+            DownloadResponse::Full(body, content_type.to_owned(), size, accept, etag.to_owned())
+        }
+        Some((start, end)) => DownloadResponse::Partial(
+            body,
             content_type.to_owned(),
-            size,
+            end - start + 1,
+            format!("bytes {start}-{end}/{size}"),
             accept,
             etag.to_owned(),
-        )),
-        Ok(Some((start, end))) => {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(ApiError::internal)?;
-            let len = end - start + 1;
-            Ok(DownloadResponse::Partial(
-                FileBody(poem::Body::from_async_read(file.take(len))),
-                content_type.to_owned(),
-                len,
-                format!("bytes {start}-{end}/{size}"),
-                accept,
-                etag.to_owned(),
-            ))
-        }
-    }
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ both_dbs!(
     bad_uploads_are_refused
 );
 
-const NVE: &str = env!("CARGO_BIN_EXE_nve");
+pub(crate) const NVE: &str = env!("CARGO_BIN_EXE_nve");
 
-fn clip(dir: &std::path::Path) -> Vec<u8> {
+pub(crate) fn clip(dir: &std::path::Path) -> Vec<u8> {
     let path = dir.join("clip.mp4");
     let status = std::process::Command::new("ffmpeg")
         .args([
@@ -51,13 +51,13 @@ fn clip(dir: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).expect("read clip")
 }
 
-async fn app(db: Db, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app(db: Db, extra: &[(&str, &str)]) -> TestApp {
     let mut env = vec![("NVE_JOBS__CHILD_PROGRAM", NVE)];
     env.extend_from_slice(extra);
     spawn_app_with(db, &env).await
 }
 
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     who: &Session,
     project: &str,
@@ -80,12 +80,12 @@ async fn upload(
     .await
 }
 
-async fn settled(app: &TestApp, who: &Session, id: &str) -> Value {
+pub(crate) async fn settled(app: &TestApp, who: &Session, id: &str) -> Value {
     let start = Instant::now();
     loop {
         let r = app.get(&format!("/v1/assets/{id}"), &who.token).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        if r.body["status"] != "probing" {
+        if r.body["status"] != "probing" && r.body["status"] != "importing" {
             return r.body;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{}", r.text);
@@ -239,7 +239,12 @@ async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
     assert_eq!(list.body["items"][0]["id"], id.as_str(), "{}", list.text);
 
     // Deleting removes the row, the original and the derived pictures.
-    let blobs = app.state.storage.root().join("projects");
+    let blobs = app
+        .state
+        .storage
+        .local_root()
+        .expect("local storage")
+        .join("projects");
     assert_eq!(count_files(&blobs), 3);
     let del = app
         .call(
@@ -256,7 +261,7 @@ async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
     assert_eq!(count_files(&blobs), 0);
 }
 
-fn count_files(dir: &std::path::Path) -> usize {
+pub(crate) fn count_files(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -301,9 +306,10 @@ async fn bad_uploads_are_refused(db: Db) {
         .await;
     streamed.assert_problem(413, "payload-too-large");
     assert_eq!(
-        count_files(app.state.storage.root()),
+        count_files(app.state.storage.local_root().expect("local storage"))
+            + count_files(&app.state.config.work_path()),
         0,
-        "nothing left behind"
+        "nothing left behind, in storage or staging"
     );
 
     // Not media, a PNG called .mp4, an empty file: stored, then rejected with their codes.

@@ -189,7 +189,7 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
-    let storage = match nve_worker::storage::LocalStorage::open(config.storage_path()) {
+    let storage = match nve_worker::storage::Storage::open(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("nve-worker: {e}");
@@ -323,7 +323,7 @@ async fn check() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let storage = match nve_worker::storage::LocalStorage::open(config.storage_path()) {
+    let storage = match nve_worker::storage::Storage::open(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
