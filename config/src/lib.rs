@@ -247,6 +247,12 @@ pub struct MediaConfig {
     pub max_upload_mb: u64,
     /// An upload that sends nothing for this long is cut.
     pub upload_idle_timeout_secs: u64,
+    /// Imports by URL: the whole download must finish within this (its size limit is
+    /// `max_upload_mb`).
+    pub import_timeout_secs: u64,
+    /// Imports by URL may fetch from private, loopback and link-local addresses (a media
+    /// server on the internal network; tests). Off: only public addresses.
+    pub import_allow_private: bool,
     /// Ingest limits, checked by the probe before any other work.
     pub max_duration_secs: u64,
     pub max_width: u32,
@@ -374,6 +380,8 @@ impl Config {
                 experimental_codecs: false,
                 max_upload_mb: 4096,
                 upload_idle_timeout_secs: 30,
+                import_timeout_secs: 1800,
+                import_allow_private: false,
                 max_duration_secs: 6 * 3600,
                 max_width: 8192,
                 max_height: 8192,

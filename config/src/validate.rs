@@ -137,6 +137,9 @@ pub(crate) fn validate(c: &Config, profile: Profile) -> Vec<String> {
         _ => {}
     }
     let m = &c.media;
+    if m.import_timeout_secs == 0 {
+        p.push("media.import_timeout_secs (NVE_MEDIA__IMPORT_TIMEOUT_SECS): at least 1".into());
+    }
     if m.max_upload_mb == 0 || m.upload_idle_timeout_secs == 0 {
         p.push("media.max_upload_mb and media.upload_idle_timeout_secs: at least 1".into());
     }

@@ -8,6 +8,8 @@
 //! * `canary`: a no-op round trip through the queue, recording which worker ran it and how
 //!   long it waited. The runbook's end-to-end check, and what the queue benchmark drives.
 //! * `probe`: what an uploaded asset is, in an isolated child ([`crate::ingest`]).
+//! * `thumbnails`: an asset's derived media (poster, strip, proxy, waveform).
+//! * `import`: fetches an asset from a URL, then queues its probe ([`crate::import`]).
 //! * `chaos`: game-day work in an isolated child that misbehaves on purpose (see
 //!   [`crate::child::ChaosAction`]). Refused by the API unless `jobs.chaos` is enabled.
 
@@ -27,6 +29,7 @@ pub const KIND_CANARY: &str = "canary";
 pub const KIND_CHAOS: &str = "chaos";
 pub const KIND_PROBE: &str = "probe";
 pub const KIND_THUMBNAILS: &str = "thumbnails";
+pub const KIND_IMPORT: &str = "import";
 
 /// What a handler may use.
 pub struct JobContext {
@@ -40,6 +43,7 @@ pub struct JobContext {
     pub media_limits: nve_pipelines::probe::MediaLimits,
     /// Derive posters and thumbnail strips after a successful probe.
     pub thumbnails: bool,
+    pub imports: crate::import::ImportSettings,
     /// For handlers that queue follow-up jobs.
     pub dispatcher: crate::dispatch::Dispatcher,
     pub(crate) progress: watch::Sender<Option<Progress>>,
@@ -62,6 +66,7 @@ pub fn run(ctx: JobContext) -> HandlerFuture {
         KIND_CHAOS => Box::pin(chaos(ctx)),
         KIND_PROBE => Box::pin(crate::ingest::probe(ctx)),
         KIND_THUMBNAILS => Box::pin(crate::ingest::thumbnails(ctx)),
+        KIND_IMPORT => Box::pin(crate::import::import(ctx)),
         other => {
             let kind = other.to_owned();
             Box::pin(async move {

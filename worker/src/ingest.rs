@@ -16,11 +16,11 @@ use crate::jobs::{self, Failure};
 
 /// The payload of every ingest job: the asset it works on.
 #[derive(Debug, Deserialize)]
-struct AssetPayload {
-    asset_id: Uuid,
+pub(crate) struct AssetPayload {
+    pub asset_id: Uuid,
 }
 
-fn asset_payload(ctx: &JobContext) -> Result<AssetPayload, Failure> {
+pub(crate) fn asset_payload(ctx: &JobContext) -> Result<AssetPayload, Failure> {
     serde_json::from_value(ctx.row.payload.clone()).map_err(|e| Failure {
         code: "invalid-payload".into(),
         message: format!("{} payload: {e}", ctx.row.kind),
@@ -28,7 +28,7 @@ fn asset_payload(ctx: &JobContext) -> Result<AssetPayload, Failure> {
     })
 }
 
-fn db_failure(e: sea_orm::DbErr) -> Failure {
+pub(crate) fn db_failure(e: sea_orm::DbErr) -> Failure {
     Failure {
         code: "database-unavailable".into(),
         message: e.to_string(),
@@ -157,7 +157,13 @@ fn declared_kind(content_type: &str) -> Option<&'static str> {
     }
 }
 
-async fn reject(ctx: &JobContext, asset: Uuid, failure: &Failure) -> Result<(), Failure> {
+/// Marks an asset `rejected` with the failure's code and message (only while it is still
+/// being ingested: a decided asset is never changed).
+pub(crate) async fn reject(
+    ctx: &JobContext,
+    asset: Uuid,
+    failure: &Failure,
+) -> Result<(), Failure> {
     settle(
         ctx,
         asset,
@@ -180,7 +186,7 @@ async fn settle(
     update
         .col_expr(assets::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(assets::Column::Id.eq(asset))
-        .filter(assets::Column::Status.eq("probing"))
+        .filter(assets::Column::Status.is_in(["importing", "probing"]))
         .exec(&ctx.db)
         .await
         .map_err(db_failure)?;
@@ -192,29 +198,35 @@ async fn settle(
 async fn queue_thumbnails(ctx: &JobContext, asset: Uuid) -> Result<(), Failure> {
     let row = jobs::enqueue(
         &ctx.db,
-        jobs::NewJob {
-            project_id: ctx.row.project_id,
-            created_by: ctx.row.created_by,
-            queue: jobs::Queue::Edit,
-            kind: KIND_THUMBNAILS.into(),
-            payload: serde_json::json!({"asset_id": asset}),
-            priority: jobs::PRIORITY_BATCH,
-            max_attempts: ctx.row.max_attempts,
-            correlation_id: ctx.row.correlation_id.clone(),
-            callback_url: None,
-        },
+        follow_up(ctx, KIND_THUMBNAILS, asset, jobs::PRIORITY_BATCH),
     )
     .await
-    .map_err(|e| Failure {
-        code: "database-unavailable".into(),
-        message: e.to_string(),
-        transient: true,
-    })?;
-    if let Err(e) = crate::runtime::dispatch_new(&ctx.db, &ctx.dispatcher, &row).await {
-        // Recorded: the reconciler sends it once the queue answers again.
-        tracing::warn!(error = %e, job_id = %row.id, "thumbnails job not dispatched yet");
-    }
+    .map_err(|e| db_failure(sea_orm::DbErr::Custom(e.to_string())))?;
+    send(ctx, &row).await;
     Ok(())
+}
+
+/// A job on the same asset, project, user and correlation id as the running one.
+pub(crate) fn follow_up(ctx: &JobContext, kind: &str, asset: Uuid, priority: i16) -> jobs::NewJob {
+    jobs::NewJob {
+        project_id: ctx.row.project_id,
+        created_by: ctx.row.created_by,
+        queue: jobs::Queue::Edit,
+        kind: kind.into(),
+        payload: serde_json::json!({"asset_id": asset}),
+        priority,
+        max_attempts: ctx.row.max_attempts,
+        correlation_id: ctx.row.correlation_id.clone(),
+        callback_url: None,
+    }
+}
+
+/// Dispatches a job recorded by a handler. Failing to is not the handler's failure: the row is
+/// recorded and the reconciler sends it once the queue answers again.
+pub(crate) async fn send(ctx: &JobContext, row: &nve_entity::jobs::Model) {
+    if let Err(e) = crate::runtime::dispatch_new(&ctx.db, &ctx.dispatcher, row).await {
+        tracing::warn!(error = %e, job_id = %row.id, kind = %row.kind, "follow-up job not dispatched yet");
+    }
 }
 
 /// Derives the poster and thumbnail strip of a ready asset, writes them under the asset's

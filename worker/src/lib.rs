@@ -6,6 +6,7 @@ pub mod db;
 pub mod dispatch;
 pub mod events;
 pub mod handlers;
+pub mod import;
 pub mod ingest;
 pub mod isolate;
 pub mod jobs;

@@ -52,6 +52,8 @@ pub struct Settings {
     pub media_limits: nve_pipelines::probe::MediaLimits,
     /// `media.thumbnails`: derive posters and strips after ingest.
     pub thumbnails: bool,
+    /// Limits of imports by URL.
+    pub imports: crate::import::ImportSettings,
 }
 
 struct Inner {
@@ -309,6 +311,7 @@ async fn execute(
             storage: inner.settings.storage.clone(),
             media_limits: inner.settings.media_limits.clone(),
             thumbnails: inner.settings.thumbnails,
+            imports: inner.settings.imports.clone(),
             dispatcher: inner.dispatcher.clone(),
             progress: progress_tx,
             cancel: cancel_rx,
@@ -516,6 +519,14 @@ async fn publish(
     let Some(project_id) = row.project_id else {
         return;
     };
+    let mut detail = detail;
+    // Ingest jobs name their asset, so an editor can update that asset's tile from the event
+    // alone (import progress, probe outcome, derived media ready).
+    if let (Some(asset), serde_json::Value::Object(map)) =
+        (row.payload.get("asset_id"), &mut detail)
+    {
+        map.insert("asset_id".into(), asset.clone());
+    }
     inner
         .events
         .publish(JobEvent {
@@ -652,6 +663,7 @@ impl Settings {
             storage,
             media_limits: media_limits(&config.media),
             thumbnails: config.media.thumbnails,
+            imports: crate::import::ImportSettings::from_config(&config.media),
             owner: owner_name(),
             queues,
             lease: Duration::from_secs(j.lease_secs),

@@ -17,13 +17,14 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use nve_entity::assets;
-use nve_worker::handlers::KIND_PROBE;
+use nve_worker::handlers::{KIND_IMPORT, KIND_PROBE};
 use nve_worker::jobs as store;
 use nve_worker::storage::Storage;
 
 use crate::auth::Auth;
+use crate::error::FieldError;
 use crate::error::{ApiError, ErrorKind};
-use crate::payload::MediaBody;
+use crate::payload::{JsonBody, MediaBody};
 use crate::routes::ApiTags;
 use crate::routes::projects::{Role, membership, require_role};
 use crate::state::AppState;
@@ -42,7 +43,7 @@ pub struct AssetError {
 pub struct Asset {
     pub id: Uuid,
     pub project_id: Uuid,
-    /// `probing`, `ready` or `rejected`.
+    /// `importing`, `probing`, `ready` or `rejected`.
     pub status: String,
     /// `video`, `audio` or `image`, once probed.
     #[oai(skip_serializing_if_is_none)]
@@ -58,9 +59,12 @@ pub struct Asset {
     pub probe: Option<serde_json::Value>,
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<AssetError>,
-    /// The ingest job; follow it for progress.
+    /// The ingest job (the import, then the probe); follow it for progress.
     #[oai(skip_serializing_if_is_none)]
     pub job_id: Option<Uuid>,
+    /// The URL an imported asset was fetched from.
+    #[oai(skip_serializing_if_is_none)]
+    pub source_url: Option<String>,
     /// Where to download the original (supports Range).
     pub original_url: String,
     /// A JPEG poster frame, once derived.
@@ -87,6 +91,8 @@ impl From<assets::Model> for Asset {
             .and_then(|d| d.get("strip"))
             .and_then(|s| serde_json::from_value::<ThumbnailIndex>(s.clone()).ok());
         let has = |key: &str| derived.and_then(|d| d.get(key)).is_some();
+        // Until an import has its content, the hash column holds a unique placeholder.
+        let importing = a.status == "importing";
         Asset {
             poster_url: has("poster_key").then(|| format!("/v1/assets/{}/poster", a.id)),
             thumbnails_url: has("strip_key").then(|| format!("/v1/assets/{}/thumbnails", a.id)),
@@ -99,10 +105,11 @@ impl From<assets::Model> for Asset {
             name: a.original_name,
             content_type: a.content_type,
             size_bytes: a.size_bytes,
-            sha256: a.sha256,
+            sha256: if importing { String::new() } else { a.sha256 },
             probe: a.probe,
             error,
             job_id: a.job_id,
+            source_url: a.source_url,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -135,6 +142,27 @@ pub enum UploadResponse {
     /// This project already has this exact content: the existing asset.
     #[oai(status = 200)]
     Existing(Json<Asset>),
+}
+
+/// An import by URL.
+#[derive(Debug, serde::Deserialize, Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct ImportAsset {
+    /// An http(s) URL on a public address. Redirects are followed (at most 5), each one
+    /// checked the same way.
+    #[oai(validator(max_length = 2048))]
+    pub url: String,
+    /// Display name; default: the last segment of the URL's path.
+    #[oai(validator(max_length = 1024))]
+    pub name: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ImportResponse {
+    /// Accepted: the asset is `importing`; its `job_id` is the fetch job, then the probe's.
+    #[oai(status = 202)]
+    Accepted(Json<Asset>),
 }
 
 #[derive(ApiResponse)]
@@ -429,6 +457,105 @@ impl AssetsApi {
         )
     }
 
+    /// Import a file from a URL (editors and owners), for integrators whose media already
+    /// lives on a web server or in a bucket with signed URLs. The fetch runs in a worker with
+    /// the upload size limit, `media.import_timeout_secs`, and the same refusal of private,
+    /// loopback and link-local destinations as webhooks (checked again at every redirect).
+    /// The asset answers `importing`, then goes through probing like an upload; content the
+    /// project already has ends `rejected` with code `duplicate`, naming the existing asset.
+    #[oai(
+        path = "/projects/:id/assets:import",
+        method = "post",
+        operation_id = "importAsset"
+    )]
+    async fn import(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        req: &poem::Request,
+        id: Path<Uuid>,
+        body: JsonBody<ImportAsset>,
+    ) -> Result<ImportResponse, ApiError> {
+        require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
+        let body = body.0;
+        if body.url.len() > 2048 {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "/url",
+                "too-long",
+                "at most 2048 characters",
+            )]));
+        }
+        let checked =
+            nve_worker::netguard::check(&body.url, state.config.media.import_allow_private)
+                .await
+                .map_err(|e| {
+                    ApiError::validation(vec![FieldError::new("/url", e.code(), e.to_string())])
+                })?;
+        let from_url = checked
+            .url
+            .path_segments()
+            .and_then(|mut segments| segments.next_back())
+            .map(|s| {
+                url::form_urlencoded::parse(format!("n={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            });
+        let name = display_name(body.name.as_deref().or(from_url.as_deref()));
+        let now = Utc::now();
+        let asset_id = Uuid::now_v7();
+        let correlation_id = crate::error::RequestInfo::correlation_id(req);
+        let txn = nve_worker::db::begin_write(&state.db).await?;
+        let job = store::enqueue(
+            &txn,
+            store::NewJob {
+                project_id: Some(id.0),
+                created_by: Some(auth.0.user_id),
+                queue: store::Queue::Edit,
+                kind: KIND_IMPORT.into(),
+                payload: serde_json::json!({"asset_id": asset_id}),
+                priority: store::PRIORITY_INTERACTIVE,
+                max_attempts: state.config.jobs.max_attempts,
+                correlation_id,
+                callback_url: None,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            store::JobError::Database(db) => ApiError::from(db),
+            other => ApiError::internal(other),
+        })?;
+        let asset = assets::ActiveModel {
+            id: Set(asset_id),
+            project_id: Set(id.0),
+            uploaded_by: Set(Some(auth.0.user_id)),
+            status: Set("importing".into()),
+            kind: Set(None),
+            original_name: Set(name),
+            content_type: Set("application/octet-stream".into()),
+            size_bytes: Set(0),
+            // Unique per project: a placeholder until the content is known.
+            sha256: Set(format!("importing:{asset_id}")),
+            storage_key: Set(String::new()),
+            probe: Set(None),
+            derived: Set(None),
+            error_code: Set(None),
+            error_message: Set(None),
+            job_id: Set(Some(job.id)),
+            source_url: Set(Some(checked.url.to_string())),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        if let Err(e) = nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, &job).await
+        {
+            tracing::warn!(error = %e, job_id = %job.id, "import job not dispatched yet");
+        }
+        Ok(ImportResponse::Accepted(Json(asset.into())))
+    }
+
     /// An asset: status, probe summary, error.
     #[oai(path = "/assets/:id", method = "get", operation_id = "getAsset")]
     async fn get(
@@ -454,7 +581,7 @@ impl AssetsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        /// `probing`, `ready` or `rejected`.
+        /// `importing`, `probing`, `ready` or `rejected`.
         status: Query<Option<String>>,
         /// `video`, `audio` or `image`.
         kind: Query<Option<String>>,
@@ -468,10 +595,10 @@ impl AssetsApi {
             .order_by_desc(assets::Column::Id)
             .limit(limit + 1);
         if let Some(s) = status.0.as_deref() {
-            if !matches!(s, "probing" | "ready" | "rejected") {
+            if !matches!(s, "importing" | "probing" | "ready" | "rejected") {
                 return Err(ApiError::new(
                     ErrorKind::InvalidParameter,
-                    "status must be probing, ready or rejected",
+                    "status must be importing, probing, ready or rejected",
                 ));
             }
             q = q.filter(assets::Column::Status.eq(s));
