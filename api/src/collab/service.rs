@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use nve_entity::{edits, timelines};
 
+use crate::collab::asset_facts;
 use crate::collab::hub::{Hub, ProjectEvent};
 use crate::error::{ApiError, ErrorKind, FieldError};
 
@@ -67,14 +68,30 @@ pub struct Committed {
     pub duplicate: bool,
 }
 
-/// The facts validation needs about assets. Media ingest does not exist yet, so no asset id
-/// resolves: documents can use colour, title and image-free sources until it lands.
-fn context(limits: &TimelineLimits) -> Context<'_> {
-    static NO_ASSETS: fn(&str) -> Option<nve_pipelines::timeline::AssetInfo> = |_| None;
+/// A validation context over loaded asset facts.
+fn context<'a>(
+    limits: &'a TimelineLimits,
+    lookup: &'a (dyn Fn(&str) -> Option<nve_pipelines::timeline::AssetInfo> + Sync),
+) -> Context<'a> {
     Context {
         limits,
-        assets: &NO_ASSETS,
+        assets: lookup,
     }
+}
+
+/// The facts of every asset a stretch of history uses (deleted ones included: history stays
+/// readable after its media is gone).
+async fn history_facts<C: ConnectionTrait>(
+    db: &C,
+    project: Uuid,
+    start: &Timeline,
+    ops: &[&serde_json::Value],
+) -> Result<asset_facts::Facts, ApiError> {
+    let mut ids = asset_facts::in_timeline(start);
+    for op in ops {
+        asset_facts::in_json(op, &mut ids);
+    }
+    asset_facts::load(db, project, &ids, &ids).await
 }
 
 /// Replaying history re-applies ops that were valid when committed; limits configured later
@@ -211,7 +228,10 @@ pub async fn at_version<C: ConnectionTrait>(
         .all(db)
         .await?;
     let limits = replay_limits();
-    let cx = context(&limits);
+    let ops: Vec<&serde_json::Value> = rows.iter().map(|(_, op)| op).collect();
+    let facts = history_facts(db, project, &tl, &ops).await?;
+    let lookup = |id: &str| facts.get(id).copied();
+    let cx = context(&limits, &lookup);
     for (v, op) in rows {
         tl = replay(&tl, &decode_op(&op)?, v, &cx)?;
         at = v;
@@ -260,7 +280,10 @@ pub async fn events_after(
     // Ops are written in seconds using the document they were applied to.
     let mut before = at_version(db, project, after).await?;
     let limits = replay_limits();
-    let cx = context(&limits);
+    let ops: Vec<&serde_json::Value> = rows.iter().map(|r| &r.ops).collect();
+    let facts = history_facts(db, project, &before, &ops).await?;
+    let lookup = |id: &str| facts.get(id).copied();
+    let cx = context(&limits, &lookup);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let op = decode_op(&row.ops)?;
@@ -422,16 +445,63 @@ impl Collab {
             ));
         }
         let (version, tl) = self.current_cached(&txn, project).await?;
-        let cx = context(&self.limits);
-        let planned = match change {
-            Change::Ops { base_version, ops } => {
+        // Changes that bring their op from history are planned first, so the assets they
+        // name are known before validation.
+        let from_history = match change {
+            Change::Restore { version: target } => {
+                if *target < 0 || *target > version {
+                    return Err(ApiError::not_found("version"));
+                }
+                let old = at_version(&txn, project, *target).await?;
+                Some(Planned::new(
+                    Op::ReplaceTimeline {
+                        timeline: Box::new(old),
+                    },
+                    Kind::Restore,
+                    Some(*target),
+                ))
+            }
+            // Undo applies the inverse of the caller's last change; redo the inverse of their
+            // last undo, which is the change again.
+            Change::Undo | Change::Redo => {
+                let (target, kind) = match change {
+                    Change::Undo => (undo_target(&txn, project, author).await?, Kind::Undo),
+                    _ => (redo_target(&txn, project, author).await?, Kind::Redo),
+                };
+                Some(Planned::new(
+                    decode_op(&target.inverse)?,
+                    kind,
+                    Some(target.version),
+                ))
+            }
+            Change::Ops { .. } | Change::Replace { .. } => None,
+        };
+        let current = asset_facts::in_timeline(&tl);
+        let mut wanted = current.clone();
+        match (change, &from_history) {
+            (_, Some(planned)) => asset_facts::in_json(&encode(&planned.op)?, &mut wanted),
+            (Change::Ops { ops, .. }, None) => ops
+                .iter()
+                .for_each(|op| asset_facts::in_json(op, &mut wanted)),
+            (Change::Replace { doc, .. }, None) => asset_facts::in_json(doc, &mut wanted),
+            _ => {}
+        }
+        let facts = asset_facts::load(&txn, project, &wanted, &current).await?;
+        let lookup = |id: &str| facts.get(id).copied();
+        let cx = context(&self.limits, &lookup);
+        let planned = match (change, from_history) {
+            (_, Some(planned)) => planned,
+            (Change::Ops { base_version, ops }, None) => {
                 self.plan_ops(&txn, project, &tl, version, *base_version, ops, &cx)
                     .await?
             }
-            Change::Replace {
-                expected_version,
-                doc,
-            } => {
+            (
+                Change::Replace {
+                    expected_version,
+                    doc,
+                },
+                None,
+            ) => {
                 if *expected_version != version {
                     return Err(ApiError::new(
                         ErrorKind::VersionMismatch,
@@ -450,27 +520,8 @@ impl Collab {
                     None,
                 )
             }
-            Change::Restore { version: target } => {
-                if *target < 0 || *target > version {
-                    return Err(ApiError::not_found("version"));
-                }
-                let old = at_version(&txn, project, *target).await?;
-                Planned::new(
-                    Op::ReplaceTimeline {
-                        timeline: Box::new(old),
-                    },
-                    Kind::Restore,
-                    Some(*target),
-                )
-            }
-            // Undo applies the inverse of the caller's last change; redo the inverse of their
-            // last undo, which is the change again.
-            Change::Undo | Change::Redo => {
-                let (target, kind) = match change {
-                    Change::Undo => (undo_target(&txn, project, author).await?, Kind::Undo),
-                    _ => (redo_target(&txn, project, author).await?, Kind::Redo),
-                };
-                Planned::new(decode_op(&target.inverse)?, kind, Some(target.version))
+            (Change::Restore { .. } | Change::Undo | Change::Redo, None) => {
+                return Err(ApiError::internal("a change from history was not planned"));
             }
         };
         let (next, inverse) = tl.apply(&planned.op, &cx).map_err(|e| match planned.kind {

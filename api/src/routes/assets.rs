@@ -9,6 +9,7 @@ use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -318,6 +319,7 @@ async fn visible(
     let asset = assets::Entity::find_by_id(id)
         .one(&state.db)
         .await?
+        .filter(|a| a.status != "deleted")
         .ok_or_else(|| ApiError::not_found("asset"))?;
     match membership(&state.db, asset.project_id, user).await {
         Ok((_, role)) => Ok((asset, role)),
@@ -592,6 +594,7 @@ impl AssetsApi {
         let limit = limit.0.unwrap_or(50);
         let mut q = assets::Entity::find()
             .filter(assets::Column::ProjectId.eq(id.0))
+            .filter(assets::Column::Status.ne("deleted"))
             .order_by_desc(assets::Column::Id)
             .limit(limit + 1);
         if let Some(s) = status.0.as_deref() {
@@ -643,21 +646,39 @@ impl AssetsApi {
             .collab
             .current_cached(&state.db, asset.project_id)
             .await?;
-        let doc = serde_json::to_value(timeline.to_doc()).map_err(ApiError::internal)?;
-        if uses_asset(&doc, &asset.id.to_string()) {
+        if crate::collab::asset_facts::in_timeline(&timeline).contains(&asset.id.to_string()) {
             return Err(ApiError::new(
                 ErrorKind::Conflict,
                 "the timeline uses this asset; remove its clips first",
             ));
         }
-        assets::Entity::delete_by_id(asset.id)
+        // The row stays, without its media, so the timeline's history (which may name the
+        // asset) stays readable; the placeholder hash frees the content for a new upload.
+        let deleted = assets::Entity::update_many()
+            .col_expr(assets::Column::Status, Expr::value("deleted"))
+            .col_expr(
+                assets::Column::Sha256,
+                Expr::value(format!("deleted:{}", asset.id)),
+            )
+            .col_expr(
+                assets::Column::Derived,
+                Expr::value(Option::<serde_json::Value>::None),
+            )
+            .col_expr(assets::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(assets::Column::Id.eq(asset.id))
+            .filter(assets::Column::Status.ne("deleted"))
             .exec(&state.db)
             .await?;
-        state
-            .storage
-            .remove(&asset.storage_key)
-            .await
-            .map_err(storage_error)?;
+        if deleted.rows_affected == 0 {
+            return Err(ApiError::not_found("asset"));
+        }
+        if !asset.storage_key.is_empty() {
+            state
+                .storage
+                .remove(&asset.storage_key)
+                .await
+                .map_err(storage_error)?;
+        }
         state
             .storage
             .remove_prefix(&format!(
@@ -906,17 +927,6 @@ async fn derived_file(
     open_range(&state.storage, &key, "image/jpeg", &etag, range.as_deref()).await
 }
 
-/// Whether a timeline document (wire JSON) has a clip whose source is `asset`.
-fn uses_asset(doc: &serde_json::Value, asset: &str) -> bool {
-    match doc {
-        serde_json::Value::Object(map) => map
-            .iter()
-            .any(|(k, v)| (k == "asset_id" && v.as_str() == Some(asset)) || uses_asset(v, asset)),
-        serde_json::Value::Array(items) => items.iter().any(|v| uses_asset(v, asset)),
-        _ => false,
-    }
-}
-
 async fn open_range(
     storage: &Storage,
     key: &str,
@@ -989,12 +999,5 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=5-2"), 100), Err(()));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
         assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
-    }
-
-    #[test]
-    fn finds_asset_references_anywhere_in_a_document() {
-        let doc = serde_json::json!({"tracks": [{"clips": [{"source": {"type": "asset", "asset_id": "a1"}}]}]});
-        assert!(uses_asset(&doc, "a1"));
-        assert!(!uses_asset(&doc, "a2"));
     }
 }

@@ -11,7 +11,8 @@ use crate::helpers::{Db, Session, TestApp, spawn_app_with};
 
 both_dbs!(
     uploads_are_probed_deduplicated_downloaded_and_deleted,
-    bad_uploads_are_refused
+    bad_uploads_are_refused,
+    timelines_use_ready_assets_of_their_project
 );
 
 pub(crate) const NVE: &str = env!("CARGO_BIN_EXE_nve");
@@ -370,4 +371,106 @@ async fn bad_uploads_are_refused(db: Db) {
     upload(&app, &owner, &nowhere, "v.mp4", "video/mp4", b"x".to_vec())
         .await
         .assert_problem(404, "not-found");
+}
+
+async fn timelines_use_ready_assets_of_their_project(db: Db) {
+    let app = app(db, &[]).await;
+    let owner = app.user("as3@example.org").await;
+    let p = app.project(&owner, "edit with media").await;
+    let other = app.project(&owner, "another").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = clip(dir.path());
+    let up = upload(&app, &owner, &p, "clip.mp4", "video/mp4", bytes.clone()).await;
+    let id = up.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(settled(&app, &owner, &id).await["status"], "ready");
+    let elsewhere = upload(&app, &owner, &other, "clip.mp4", "video/mp4", bytes.clone()).await;
+    let elsewhere = elsewhere.body["id"].as_str().expect("id").to_owned();
+    settled(&app, &owner, &elsewhere).await;
+    let noise = upload(&app, &owner, &p, "noise.mp4", "video/mp4", vec![7u8; 4096]).await;
+    let noise = noise.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(settled(&app, &owner, &noise).await["status"], "rejected");
+
+    // Each edit is made on the current version.
+    let edit = |ops: Value| {
+        let app = &app;
+        let owner = &owner;
+        let p = p.clone();
+        async move {
+            let current = app
+                .get(&format!("/v1/projects/{p}/timeline"), &owner.token)
+                .await;
+            let base = current.body["version"].as_i64().expect("version");
+            app.post(
+                &format!("/v1/projects/{p}/edits"),
+                Some(&owner.token),
+                json!({"base_version": base, "client_op_id": uuid::Uuid::new_v4().to_string(), "ops": ops}),
+            )
+            .await
+        }
+    };
+    let add = |clip_id: &str, asset: &str, kind: &str, track: &str, duration: f64| {
+        json!([{"type": "add_clip", "track_id": track,
+                "clip": {"id": clip_id, "source": {"type": kind, "asset_id": asset},
+                         "start": 0, "duration": duration}}])
+    };
+    let ok = edit(add("c1", &id, "asset", "V1", 0.8)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    let with_clip = ok.body["version"].as_i64().expect("version");
+
+    for (ops, code) in [
+        (add("c2", &id, "asset", "A1", 5.0), "beyond-source"),
+        (
+            add("c3", &uuid::Uuid::new_v4().to_string(), "asset", "A1", 0.5),
+            "unknown-asset",
+        ),
+        (add("c4", "not-a-uuid", "asset", "A1", 0.5), "unknown-asset"),
+        (add("c5", &elsewhere, "asset", "A1", 0.5), "unknown-asset"),
+        (add("c6", &noise, "asset", "A1", 0.5), "unknown-asset"),
+        (add("c7", &id, "image", "V1", 0.5), "source-mismatch"),
+    ] {
+        let r = edit(ops).await;
+        r.assert_problem(422, "invalid-edit");
+        assert!(r.text.contains(code), "{code}: {}", r.text);
+    }
+
+    // In use: the asset cannot be deleted.
+    let path = format!("/v1/assets/{id}");
+    app.call(Method::DELETE, &path, Some(&owner.token), None)
+        .await
+        .assert_problem(409, "conflict");
+    let removed = edit(json!([{"type": "remove_clip", "clip_id": "c1"}])).await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+    let del = app
+        .call(Method::DELETE, &path, Some(&owner.token), None)
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text);
+    app.call(Method::DELETE, &path, Some(&owner.token), None)
+        .await
+        .assert_problem(404, "not-found");
+
+    // History that used it stays readable; new references to it are refused.
+    let old = app
+        .get(
+            &format!("/v1/projects/{p}/timeline/versions/{with_clip}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::OK, "{}", old.text);
+    assert_eq!(
+        old.body["document"]["tracks"][0]["clips"][0]["source"]["asset_id"],
+        id.as_str(),
+        "{}",
+        old.text
+    );
+    let r = edit(add("c8", &id, "asset", "V1", 0.5)).await;
+    assert!(r.text.contains("unknown-asset"), "{}", r.text);
+    let listed = app
+        .get(&format!("/v1/projects/{p}/assets"), &owner.token)
+        .await;
+    assert!(!listed.text.contains(&id), "{}", listed.text);
+
+    // The content is free again: the same bytes make a new asset.
+    let again = upload(&app, &owner, &p, "clip.mp4", "video/mp4", bytes).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    assert_ne!(again.body["id"], id.as_str());
 }
