@@ -37,6 +37,12 @@ pub enum ErrorKind {
     RateLimited,
     Unavailable,
     Internal,
+    /// Resumable uploads (tus): the client's `Upload-Offset` is not where the upload is.
+    OffsetMismatch,
+    /// Resumable uploads: the upload was idle past its expiry and is being discarded.
+    UploadExpired,
+    /// Resumable uploads: the client speaks a tus version other than 1.0.0.
+    TusVersionUnsupported,
 }
 
 impl ErrorKind {
@@ -66,6 +72,9 @@ impl ErrorKind {
             Self::RateLimited => "rate-limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::OffsetMismatch => "offset-mismatch",
+            Self::UploadExpired => "upload-expired",
+            Self::TusVersionUnsupported => "tus-version-unsupported",
         }
     }
 
@@ -75,8 +84,9 @@ impl ErrorKind {
                 StatusCode::BAD_REQUEST
             }
             Self::ValidationFailed | Self::InvalidEdit => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::EditConflict | Self::NothingToUndo => StatusCode::CONFLICT,
-            Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
+            Self::EditConflict | Self::NothingToUndo | Self::OffsetMismatch => StatusCode::CONFLICT,
+            Self::VersionMismatch | Self::TusVersionUnsupported => StatusCode::PRECONDITION_FAILED,
+            Self::UploadExpired => StatusCode::GONE,
             Self::IfMatchRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Unauthenticated | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
@@ -119,6 +129,9 @@ impl ErrorKind {
             Self::RateLimited => "Too many requests",
             Self::Unavailable => "A dependency is unavailable",
             Self::Internal => "Internal error",
+            Self::OffsetMismatch => "Upload-Offset does not match the bytes received",
+            Self::UploadExpired => "The upload expired",
+            Self::TusVersionUnsupported => "This tus protocol version is not supported",
         }
     }
 
@@ -371,12 +384,13 @@ impl poem::error::ResponseError for ApiError {
 
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        let statuses: [(u16, &'static str); 13] = [
+        let statuses: [(u16, &'static str); 14] = [
             (400, "Malformed request: invalid JSON or parameter"),
             (401, "Missing, invalid or expired credentials"),
             (403, "The caller's role does not allow this"),
             (404, "Not found, or not visible to the caller"),
             (409, "Conflicts with the current state"),
+            (410, "Gone: an expired resumable upload"),
             (412, "The resource changed since the version in If-Match"),
             (413, "The request body is too large"),
             (415, "Unsupported content type"),
@@ -579,6 +593,9 @@ mod tests {
             RateLimited,
             Unavailable,
             Internal,
+            OffsetMismatch,
+            UploadExpired,
+            TusVersionUnsupported,
         ];
         let mut codes: Vec<_> = all.iter().map(|k| k.code()).collect();
         codes.sort_unstable();

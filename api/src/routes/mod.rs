@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod ops;
 pub mod projects;
 pub mod timeline;
+pub mod uploads;
 
 use std::collections::HashMap;
 
@@ -26,6 +27,8 @@ pub enum ApiTags {
     Jobs,
     /// Media assets: uploads, probing, downloads.
     Assets,
+    /// Resumable uploads of large files (tus 1.0.0: creation, termination, expiration).
+    Uploads,
 }
 
 pub type Service = OpenApiService<
@@ -36,6 +39,7 @@ pub type Service = OpenApiService<
         timeline::TimelineApi,
         jobs::JobsApi,
         assets::AssetsApi,
+        uploads::UploadsApi,
     ),
     (),
 >;
@@ -49,6 +53,7 @@ pub fn service(public_url: Option<&str>) -> Service {
             timeline::TimelineApi,
             jobs::JobsApi,
             assets::AssetsApi,
+            uploads::UploadsApi,
         ),
         "native-video-editor API",
         env!("CARGO_PKG_VERSION"),

@@ -16,3 +16,4 @@ mod ops;
 mod projects;
 mod queue;
 mod timeline;
+mod uploads;
