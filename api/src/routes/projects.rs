@@ -322,9 +322,27 @@ impl ProjectsApi {
         id: Path<Uuid>,
     ) -> Result<NoContent, ApiError> {
         let (project, _) = require_role(&state.db, id.0, auth.0.user_id, Role::Owner).await?;
+        let uploads: Vec<Uuid> = nve_entity::uploads::Entity::find()
+            .select_only()
+            .column(nve_entity::uploads::Column::Id)
+            .filter(nve_entity::uploads::Column::ProjectId.eq(project.id))
+            .into_tuple()
+            .all(&state.db)
+            .await?;
         projects::Entity::delete_by_id(project.id)
             .exec(&state.db)
             .await?;
+        // The rows went with the project (cascade); its media goes too: every original and
+        // derived file lives under the project's prefix, unfinished uploads under their own.
+        // A storage failure here leaves files no row points to, which is logged, not fatal:
+        // the project is gone either way.
+        let mut prefixes = vec![format!("projects/{}", project.id)];
+        prefixes.extend(uploads.iter().map(|u| format!("uploads/{u}")));
+        for prefix in prefixes {
+            if let Err(e) = state.storage.remove_prefix(&prefix).await {
+                tracing::warn!(error = %e, %prefix, "media of a deleted project not removed");
+            }
+        }
         Ok(NoContent::Done)
     }
 

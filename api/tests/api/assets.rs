@@ -473,4 +473,23 @@ async fn timelines_use_ready_assets_of_their_project(db: Db) {
     let again = upload(&app, &owner, &p, "clip.mp4", "video/mp4", bytes).await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
     assert_ne!(again.body["id"], id.as_str());
+
+    // Deleting a project removes its media with it.
+    let media = app
+        .state
+        .storage
+        .local_root()
+        .expect("local storage")
+        .to_owned();
+    assert!(count_files(&media.join(format!("projects/{other}"))) > 0);
+    let gone = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/projects/{other}"),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.text);
+    assert_eq!(count_files(&media.join(format!("projects/{other}"))), 0);
 }
