@@ -2,5 +2,7 @@
 
 pub mod elements;
 pub mod probe;
+pub mod proxy;
 pub mod thumbs;
 pub mod timeline;
+pub mod waveform;

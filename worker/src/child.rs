@@ -1,6 +1,6 @@
 //! The child side of [`crate::isolate`]: `nve exec KIND JSON` and `nve-worker exec KIND JSON`
-//! run one piece of work and speak the JSON-lines protocol on stdout. Media kinds arrive with
-//! the ingest and render work. Kinds: `probe` (what a media file is, whether it is whole and
+//! run one piece of work and speak the JSON-lines protocol on stdout. Kinds: `thumbnails`,
+//! `proxy` and `waveform` (derived media of an asset), `probe` (what a media file is, whether it is whole and
 //! within the limits: untrusted input, so never in the worker itself) and `chaos`, the
 //! operators' game-day job that makes a child misbehave on purpose (crash, hang, exhaust
 //! memory, fail) so the isolation, retry and poison-job handling can be exercised live.
@@ -51,6 +51,14 @@ pub fn main(args: &[String]) -> ExitCode {
         [kind, spec] if kind == "thumbnails" => match serde_json::from_str::<ThumbsJob>(spec) {
             Ok(spec) => thumbnails(&spec),
             Err(e) => fail("invalid-payload", &format!("thumbnails spec: {e}"), false),
+        },
+        [kind, spec] if kind == "proxy" => match serde_json::from_str::<ProxyJob>(spec) {
+            Ok(spec) => proxy(&spec),
+            Err(e) => fail("invalid-payload", &format!("proxy spec: {e}"), false),
+        },
+        [kind, spec] if kind == "waveform" => match serde_json::from_str::<WaveformJob>(spec) {
+            Ok(spec) => waveform(&spec),
+            Err(e) => fail("invalid-payload", &format!("waveform spec: {e}"), false),
         },
         [kind, spec] if kind == "probe" => match serde_json::from_str::<ProbeSpec>(spec) {
             Ok(spec) => probe(&spec),
@@ -107,6 +115,79 @@ fn thumbnails(job: &ThumbsJob) -> ExitCode {
         }
         Err(e) => fail(e.code, &e.message, false),
     }
+}
+
+/// Where to read a clip and write its browser proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyJob {
+    pub input: std::path::PathBuf,
+    pub output: std::path::PathBuf,
+    #[serde(default)]
+    pub spec: nve_pipelines::proxy::ProxySpec,
+}
+
+/// Result: `{"proxy": ProxyReport}`, with progress lines while it encodes (at most ten a
+/// second: the worker only needs the latest).
+fn proxy(job: &ProxyJob) -> ExitCode {
+    let mut last = Instant::now();
+    let mut report = |fraction: f64| {
+        if last.elapsed() >= Duration::from_millis(100) {
+            last = Instant::now();
+            line(&serde_json::json!({"progress": fraction.clamp(0.0, 1.0)}));
+        }
+    };
+    match nve_pipelines::proxy::make_proxy(&job.input, &job.output, &job.spec, &mut report) {
+        Ok(made) => {
+            line(&serde_json::json!({"result": {"proxy": made}}));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.code, &e.message, false),
+    }
+}
+
+/// Where to read a file with sound and write its peaks (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveformJob {
+    pub input: std::path::PathBuf,
+    pub output: std::path::PathBuf,
+    #[serde(default)]
+    pub spec: nve_pipelines::waveform::WaveformSpec,
+}
+
+/// Writes the peaks document to `output`; result: its summary (levels without their data).
+fn waveform(job: &WaveformJob) -> ExitCode {
+    let peaks = match nve_pipelines::waveform::peaks(&job.input, &job.spec) {
+        Ok(p) => p,
+        Err(e) => return fail(e.code, &e.message, false),
+    };
+    let written = std::fs::File::create(&job.output).and_then(|f| {
+        let mut out = std::io::BufWriter::new(f);
+        serde_json::to_writer(&mut out, &peaks).map_err(std::io::Error::other)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    });
+    if let Err(e) = written {
+        return fail("write-failed", &e.to_string(), true);
+    }
+    let levels: Vec<serde_json::Value> = peaks
+        .levels
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "samples_per_bucket": l.samples_per_bucket,
+                "buckets_per_second": l.buckets_per_second,
+                "length": l.length,
+            })
+        })
+        .collect();
+    line(&serde_json::json!({"result": {"waveform": {
+        "sample_rate": peaks.sample_rate,
+        "channels": peaks.channels,
+        "duration": peaks.duration,
+        "levels": levels,
+    }}}));
+    ExitCode::SUCCESS
 }
 
 /// What to probe and against which limits.

@@ -8,7 +8,7 @@
 //! * `canary`: a no-op round trip through the queue, recording which worker ran it and how
 //!   long it waited. The runbook's end-to-end check, and what the queue benchmark drives.
 //! * `probe`: what an uploaded asset is, in an isolated child ([`crate::ingest`]).
-//! * `thumbnails`: an asset's derived media (poster, strip, proxy, waveform).
+//! * `thumbnails`, `proxy`, `waveform`: an asset's derived media ([`crate::derive`]).
 //! * `import`: fetches an asset from a URL, then queues its probe ([`crate::import`]).
 //! * `chaos`: game-day work in an isolated child that misbehaves on purpose (see
 //!   [`crate::child::ChaosAction`]). Refused by the API unless `jobs.chaos` is enabled.
@@ -30,6 +30,8 @@ pub const KIND_CHAOS: &str = "chaos";
 pub const KIND_PROBE: &str = "probe";
 pub const KIND_THUMBNAILS: &str = "thumbnails";
 pub const KIND_IMPORT: &str = "import";
+pub const KIND_PROXY: &str = "proxy";
+pub const KIND_WAVEFORM: &str = "waveform";
 
 /// What a handler may use.
 pub struct JobContext {
@@ -65,7 +67,9 @@ pub fn run(ctx: JobContext) -> HandlerFuture {
         KIND_CANARY => Box::pin(canary(ctx)),
         KIND_CHAOS => Box::pin(chaos(ctx)),
         KIND_PROBE => Box::pin(crate::ingest::probe(ctx)),
-        KIND_THUMBNAILS => Box::pin(crate::ingest::thumbnails(ctx)),
+        KIND_THUMBNAILS => Box::pin(crate::derive::thumbnails(ctx)),
+        KIND_PROXY => Box::pin(crate::derive::proxy(ctx)),
+        KIND_WAVEFORM => Box::pin(crate::derive::waveform(ctx)),
         KIND_IMPORT => Box::pin(crate::import::import(ctx)),
         other => {
             let kind = other.to_owned();

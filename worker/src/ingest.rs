@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use nve_entity::assets;
 
-use crate::child::{ProbeSpec, ThumbsJob};
-use crate::handlers::{JobContext, KIND_THUMBNAILS, isolated};
+use crate::child::ProbeSpec;
+use crate::handlers::{JobContext, isolated};
 use crate::jobs::{self, Failure};
 
 /// The payload of every ingest job: the asset it works on.
@@ -92,12 +92,11 @@ pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
                 assets::Entity::update_many()
                     .col_expr(assets::Column::Status, Expr::value("ready"))
                     .col_expr(assets::Column::Kind, Expr::value(kind.clone()))
-                    .col_expr(assets::Column::Probe, Expr::value(report)),
+                    .col_expr(assets::Column::Probe, Expr::value(report.clone())),
             )
             .await?;
-            let derive = ctx.thumbnails && matches!(kind.as_deref(), Some("video" | "image"));
-            if derive {
-                queue_thumbnails(&ctx, asset.id).await?;
+            if ctx.thumbnails {
+                crate::derive::queue_all(&ctx, asset.id, &report).await?;
             }
             Ok(serde_json::json!({"asset_id": asset.id, "status": "ready"}))
         }
@@ -117,7 +116,7 @@ pub async fn probe(ctx: JobContext) -> Result<serde_json::Value, Failure> {
 /// A local file with the asset's original (from the read-through cache with object
 /// storage). A blob that is gone fails the job for good; a storage service that does not
 /// answer is retried.
-async fn input_file(
+pub(crate) async fn input_file(
     ctx: &JobContext,
     asset: &assets::Model,
 ) -> Result<std::path::PathBuf, Failure> {
@@ -193,19 +192,6 @@ async fn settle(
     Ok(())
 }
 
-/// Queues the derived media of a freshly probed asset (batch priority: nobody waits on it the
-/// way they wait on the probe).
-async fn queue_thumbnails(ctx: &JobContext, asset: Uuid) -> Result<(), Failure> {
-    let row = jobs::enqueue(
-        &ctx.db,
-        follow_up(ctx, KIND_THUMBNAILS, asset, jobs::PRIORITY_BATCH),
-    )
-    .await
-    .map_err(|e| db_failure(sea_orm::DbErr::Custom(e.to_string())))?;
-    send(ctx, &row).await;
-    Ok(())
-}
-
 /// A job on the same asset, project, user and correlation id as the running one.
 pub(crate) fn follow_up(ctx: &JobContext, kind: &str, asset: Uuid, priority: i16) -> jobs::NewJob {
     jobs::NewJob {
@@ -227,87 +213,4 @@ pub(crate) async fn send(ctx: &JobContext, row: &nve_entity::jobs::Model) {
     if let Err(e) = crate::runtime::dispatch_new(&ctx.db, &ctx.dispatcher, row).await {
         tracing::warn!(error = %e, job_id = %row.id, kind = %row.kind, "follow-up job not dispatched yet");
     }
-}
-
-/// Derives the poster and thumbnail strip of a ready asset, writes them under the asset's
-/// key prefix (staged, then renamed) and records their keys and the strip's index.
-pub async fn thumbnails(ctx: JobContext) -> Result<serde_json::Value, Failure> {
-    let payload = asset_payload(&ctx)?;
-    let Some(asset) = assets::Entity::find_by_id(payload.asset_id)
-        .one(&ctx.db)
-        .await
-        .map_err(db_failure)?
-    else {
-        return Ok(serde_json::json!({"skipped": "the asset was deleted"}));
-    };
-    if asset.status != "ready" {
-        return Ok(serde_json::json!({"skipped": "the asset is not ready"}));
-    }
-    let storage_failure = |e: crate::WorkerError| Failure {
-        code: "storage-unavailable".into(),
-        message: e.to_string(),
-        transient: true,
-    };
-    let input = input_file(&ctx, &asset).await?;
-    let duration = asset
-        .probe
-        .as_ref()
-        .and_then(|p| p.get("duration"))
-        .and_then(serde_json::Value::as_f64);
-    let poster_tmp = ctx.storage.staging_path().map_err(storage_failure)?;
-    let strip_tmp = ctx.storage.staging_path().map_err(storage_failure)?;
-    let job = ThumbsJob {
-        input,
-        duration,
-        poster: poster_tmp.clone(),
-        strip: strip_tmp.clone(),
-        spec: nve_pipelines::thumbs::ThumbSpec {
-            poster_width: 640,
-            tile_width: 160,
-            count: 20,
-            columns: 10,
-        },
-    };
-    let args = vec![
-        "exec".to_owned(),
-        "thumbnails".to_owned(),
-        serde_json::to_string(&job).unwrap_or_default(),
-    ];
-    let result = isolated(&ctx, &args).await;
-    let cleanup = || async {
-        let _ = tokio::fs::remove_file(&poster_tmp).await;
-        let _ = tokio::fs::remove_file(&strip_tmp).await;
-    };
-    let result = match result {
-        Ok(r) => r,
-        Err(f) => {
-            cleanup().await;
-            return Err(f);
-        }
-    };
-    let prefix = format!("projects/{}/derived/{}", asset.project_id, asset.id);
-    let poster_key = format!("{prefix}/poster.jpg");
-    let strip_key = format!("{prefix}/strip.jpg");
-    let committed = async {
-        ctx.storage.replace(&poster_tmp, &poster_key).await?;
-        ctx.storage.replace(&strip_tmp, &strip_key).await
-    }
-    .await;
-    if let Err(e) = committed {
-        cleanup().await;
-        return Err(storage_failure(e));
-    }
-    let derived = serde_json::json!({
-        "poster_key": poster_key,
-        "strip_key": strip_key,
-        "strip": result.get("strip").cloned().unwrap_or_default(),
-    });
-    assets::Entity::update_many()
-        .col_expr(assets::Column::Derived, Expr::value(derived))
-        .col_expr(assets::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(assets::Column::Id.eq(asset.id))
-        .exec(&ctx.db)
-        .await
-        .map_err(db_failure)?;
-    Ok(serde_json::json!({"asset_id": asset.id, "poster": poster_key, "strip": strip_key}))
 }

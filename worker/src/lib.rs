@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod db;
+pub mod derive;
 pub mod dispatch;
 pub mod events;
 pub mod handlers;

@@ -77,6 +77,19 @@ pub struct Asset {
     pub thumbnails_url: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     pub thumbnails: Option<ThumbnailIndex>,
+    /// A browser-playable H.264/AAC MP4 (at most 540 lines, faststart) for preview, once
+    /// derived; supports Range, so a `<video>` element can seek in it.
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy_url: Option<String>,
+    /// The proxy's size, frame rate, duration and whether it has sound.
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy: Option<serde_json::Value>,
+    /// Waveform peaks (JSON: min/max per bucket at several zoom levels), once derived.
+    #[oai(skip_serializing_if_is_none)]
+    pub waveform_url: Option<String>,
+    /// The waveform's sample rate, channels and levels (without their data).
+    #[oai(skip_serializing_if_is_none)]
+    pub waveform: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -98,6 +111,10 @@ impl From<assets::Model> for Asset {
             poster_url: has("poster_key").then(|| format!("/v1/assets/{}/poster", a.id)),
             thumbnails_url: has("strip_key").then(|| format!("/v1/assets/{}/thumbnails", a.id)),
             thumbnails,
+            proxy_url: has("proxy_key").then(|| format!("/v1/assets/{}/proxy", a.id)),
+            proxy: derived.and_then(|d| d.get("proxy")).cloned(),
+            waveform_url: has("waveform_key").then(|| format!("/v1/assets/{}/waveform", a.id)),
+            waveform: derived.and_then(|d| d.get("waveform")).cloned(),
             original_url: format!("/v1/assets/{}/original", a.id),
             id: a.id,
             project_id: a.project_id,
@@ -742,6 +759,7 @@ impl AssetsApi {
             auth.0.user_id,
             id.0,
             "poster_key",
+            "image/jpeg",
             range.0,
             if_none_match.0,
         )
@@ -768,6 +786,60 @@ impl AssetsApi {
             auth.0.user_id,
             id.0,
             "strip_key",
+            "image/jpeg",
+            range.0,
+            if_none_match.0,
+        )
+        .await
+    }
+
+    /// The browser proxy (H.264/AAC MP4), once derived; with Range, for `<video>` seeking.
+    #[oai(
+        path = "/assets/:id/proxy",
+        method = "get",
+        operation_id = "downloadAssetProxy"
+    )]
+    async fn proxy(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<DownloadResponse, ApiError> {
+        derived_file(
+            &state,
+            auth.0.user_id,
+            id.0,
+            "proxy_key",
+            "video/mp4",
+            range.0,
+            if_none_match.0,
+        )
+        .await
+    }
+
+    /// Waveform peaks (JSON), once derived: per level, min/max pairs per bucket and channel
+    /// (docs/media.md has the layout).
+    #[oai(
+        path = "/assets/:id/waveform",
+        method = "get",
+        operation_id = "downloadAssetWaveform"
+    )]
+    async fn waveform(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<DownloadResponse, ApiError> {
+        derived_file(
+            &state,
+            auth.0.user_id,
+            id.0,
+            "waveform_key",
+            "application/json",
             range.0,
             if_none_match.0,
         )
@@ -901,6 +973,7 @@ async fn derived_file(
     user: Uuid,
     id: Uuid,
     which: &str,
+    content_type: &str,
     range: Option<String>,
     if_none_match: Option<String>,
 ) -> Result<DownloadResponse, ApiError> {
@@ -911,7 +984,7 @@ async fn derived_file(
         .and_then(|d| d.get(which))
         .and_then(|k| k.as_str())
         .map(str::to_owned)
-        .ok_or_else(|| ApiError::not_found("derived picture"))?;
+        .ok_or_else(|| ApiError::not_found("derived media"))?;
     let etag = format!(
         "\"{}-{}-{}\"",
         asset.sha256,
@@ -924,7 +997,7 @@ async fn derived_file(
     {
         return Ok(DownloadResponse::NotModified(etag));
     }
-    open_range(&state.storage, &key, "image/jpeg", &etag, range.as_deref()).await
+    open_range(&state.storage, &key, content_type, &etag, range.as_deref()).await
 }
 
 async fn open_range(

@@ -46,6 +46,9 @@ pub struct Job {
     pub kind: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
+    /// The asset an ingest job (`import`, `probe`, `thumbnails`, `proxy`, `waveform`) works on.
+    #[oai(skip_serializing_if_is_none)]
+    pub asset_id: Option<Uuid>,
     pub priority: i16,
     /// Starts so far (a retry or a takeover after a worker died counts).
     pub attempts: i32,
@@ -80,6 +83,11 @@ impl From<jobs::Model> for Job {
             id: j.id,
             project_id: j.project_id,
             queue: j.queue,
+            asset_id: j
+                .payload
+                .get("asset_id")
+                .and_then(|v| v.as_str())
+                .and_then(|v| Uuid::parse_str(v).ok()),
             kind: j.kind,
             status: j.status,
             priority: j.priority,

@@ -12,7 +12,8 @@ use crate::helpers::{Db, Session, TestApp, spawn_app_with};
 both_dbs!(
     uploads_are_probed_deduplicated_downloaded_and_deleted,
     bad_uploads_are_refused,
-    timelines_use_ready_assets_of_their_project
+    timelines_use_ready_assets_of_their_project,
+    derived_media_follow_the_probe
 );
 
 pub(crate) const NVE: &str = env!("CARGO_BIN_EXE_nve");
@@ -239,14 +240,21 @@ async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
         .await;
     assert_eq!(list.body["items"][0]["id"], id.as_str(), "{}", list.text);
 
-    // Deleting removes the row, the original and the derived pictures.
+    // Deleting removes the original and every derived file.
     let blobs = app
         .state
         .storage
         .local_root()
         .expect("local storage")
         .join("projects");
-    assert_eq!(count_files(&blobs), 3);
+    wait_derived(
+        &app,
+        &owner,
+        &id,
+        &["poster_url", "thumbnails_url", "proxy_url", "waveform_url"],
+    )
+    .await;
+    assert_eq!(count_files(&blobs), 5, "the original and four derived files");
     let del = app
         .call(
             Method::DELETE,
@@ -492,4 +500,197 @@ async fn timelines_use_ready_assets_of_their_project(db: Db) {
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.text);
     assert_eq!(count_files(&media.join(format!("projects/{other}"))), 0);
+}
+
+fn ffmpeg(args: &[&str]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// Waits until the asset lists every one of `urls` (derived media arrive one job at a time).
+async fn wait_derived(app: &TestApp, who: &Session, id: &str, urls: &[&str]) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = app.get(&format!("/v1/assets/{id}"), &who.token).await;
+        if urls.iter().all(|u| r.body[*u].is_string()) {
+            return r.body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn derived_media_follow_the_probe(db: Db) {
+    let app = app(db, &[]).await;
+    let owner = app.user("as4@example.org").await;
+    let p = app.project(&owner, "derived").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+
+    // A 720p clip with sound: poster, strip, proxy and waveform.
+    let video = d("hd.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=30:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        &video,
+    ]);
+    let up = upload(
+        &app,
+        &owner,
+        &p,
+        "hd.mp4",
+        "video/mp4",
+        std::fs::read(&video).expect("read"),
+    )
+    .await;
+    let id = up.body["id"].as_str().expect("id").to_owned();
+    let asset = wait_derived(
+        &app,
+        &owner,
+        &id,
+        &["poster_url", "thumbnails_url", "proxy_url", "waveform_url"],
+    )
+    .await;
+    assert_eq!(asset["proxy"]["height"], 540, "{asset}");
+    assert_eq!(asset["proxy"]["width"], 960, "{asset}");
+    assert_eq!(asset["proxy"]["has_audio"], true, "{asset}");
+    assert_eq!(asset["waveform"]["channels"], 1, "{asset}");
+
+    // The proxy seeks like any video file: ranges, the right type, faststart (moov first).
+    let url = app.url(asset["proxy_url"].as_str().expect("proxy"));
+    let whole = app
+        .client
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .expect("proxy");
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.headers()["content-type"], "video/mp4");
+    let bytes = whole.bytes().await.expect("body");
+    let moov = bytes.windows(4).position(|w| w == b"moov").expect("moov");
+    let mdat = bytes.windows(4).position(|w| w == b"mdat").expect("mdat");
+    assert!(moov < mdat, "faststart: the index comes first");
+    let part = app
+        .client
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.bytes().await.expect("body").as_ref(), &bytes[..100]);
+
+    let peaks = app
+        .client
+        .get(app.url(asset["waveform_url"].as_str().expect("waveform")))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .expect("waveform");
+    assert_eq!(peaks.headers()["content-type"], "application/json");
+    let peaks: Value = peaks.json().await.expect("json");
+    let levels = peaks["levels"].as_array().expect("levels");
+    assert!(!levels.is_empty(), "{peaks}");
+    let loudest = levels[0]["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(Value::as_i64)
+        .map(i64::abs)
+        .max()
+        .unwrap_or(0);
+    assert!(loudest > 0, "a 440 Hz tone is not silence");
+
+    // Sound only: a waveform, no pictures.
+    let music = d("music.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=220:sample_rate=44100:duration=2",
+        "-ac",
+        "2",
+        "-c:a",
+        "aac",
+        &music,
+    ]);
+    let up = upload(
+        &app,
+        &owner,
+        &p,
+        "music.m4a",
+        "audio/mp4",
+        std::fs::read(&music).expect("read"),
+    )
+    .await;
+    let music_id = up.body["id"].as_str().expect("id").to_owned();
+    let a = wait_derived(&app, &owner, &music_id, &["waveform_url"]).await;
+    assert_eq!(a["kind"], "audio");
+    assert_eq!(a["waveform"]["channels"], 2, "{a}");
+    assert!(
+        a.get("poster_url").is_none() && a.get("proxy_url").is_none(),
+        "{a}"
+    );
+
+    // A picture: poster and strip, no proxy, no waveform.
+    let logo = d("logo.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=400x200",
+        "-frames:v",
+        "1",
+        &logo,
+    ]);
+    let up = upload(
+        &app,
+        &owner,
+        &p,
+        "logo.png",
+        "image/png",
+        std::fs::read(&logo).expect("read"),
+    )
+    .await;
+    let logo_id = up.body["id"].as_str().expect("id").to_owned();
+    let a = wait_derived(&app, &owner, &logo_id, &["poster_url"]).await;
+    assert_eq!(a["kind"], "image");
+    assert!(
+        a.get("proxy_url").is_none() && a.get("waveform_url").is_none(),
+        "{a}"
+    );
+    // No proxy or waveform job was even queued for it.
+    let jobs = app
+        .get(&format!("/v1/projects/{p}/jobs?limit=100"), &owner.token)
+        .await;
+    let kinds: Vec<&str> = jobs.body["items"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["asset_id"] == logo_id.as_str())
+        .filter_map(|j| j["kind"].as_str())
+        .collect();
+    assert!(
+        !kinds.contains(&"proxy") && !kinds.contains(&"waveform"),
+        "{kinds:?}"
+    );
 }
