@@ -254,7 +254,11 @@ async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
         &["poster_url", "thumbnails_url", "proxy_url", "waveform_url"],
     )
     .await;
-    assert_eq!(count_files(&blobs), 5, "the original and four derived files");
+    assert_eq!(
+        count_files(&blobs),
+        5,
+        "the original and four derived files"
+    );
     let del = app
         .call(
             Method::DELETE,
