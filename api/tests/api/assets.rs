@@ -122,12 +122,16 @@ async fn uploads_are_probed_deduplicated_downloaded_and_deleted(db: Db) {
     assert_eq!(asset["kind"], "video");
     assert_eq!(asset["probe"]["video"][0]["width"], 320);
     assert_eq!(asset["probe"]["audio"][0]["codec"], "aac");
-    let job = app
-        .get(
-            &format!("/v1/jobs/{}", asset["job_id"].as_str().expect("job")),
-            &owner.token,
-        )
-        .await;
+    // The asset is decided inside the job; the job's own record follows a moment later.
+    let job_path = format!("/v1/jobs/{}", asset["job_id"].as_str().expect("job"));
+    let start = Instant::now();
+    let job = loop {
+        let job = app.get(&job_path, &owner.token).await;
+        if job.body["status"] != "running" || start.elapsed() > Duration::from_secs(10) {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(job.body["status"], "succeeded", "{}", job.text);
 
     // Derived media follow: a poster and a 20-tile strip with its index.
