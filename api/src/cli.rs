@@ -57,6 +57,28 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Render a timeline document to a file, offline: sources are file paths in place of
+    /// asset ids. Prints a summary line; progress goes to stderr.
+    Render {
+        /// The timeline document (JSON, the API's wire form).
+        timeline: PathBuf,
+        /// The output file (default: the document's name with the profile's extension).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// A preset (h264, h265, vp9, av1, prores, gif, webp, aac, wav, mp3, flac, png, jpeg,
+        /// poster, …) or a JSON profile document.
+        #[arg(long, default_value = "h264")]
+        profile: String,
+        /// Only this part of the timeline, in seconds: START..END.
+        #[arg(long)]
+        range: Option<String>,
+        /// Encoders: auto (hardware when one works), off, vaapi, nvcodec.
+        #[arg(long, default_value = "auto")]
+        hardware: String,
+        /// Print the render plan instead of rendering.
+        #[arg(long)]
+        print_plan: bool,
+    },
     /// Run one piece of isolated work and report JSON lines on stdout (used by workers).
     #[command(hide = true)]
     Exec {
@@ -100,6 +122,25 @@ pub fn main() -> ExitCode {
     // Isolated children need no runtime, configuration or logging of their own.
     if let Command::Exec { args } = &cli.command {
         return nve_worker::child::main(args);
+    }
+    // Rendering is synchronous GStreamer work; it needs no runtime or configuration.
+    if let Command::Render {
+        timeline,
+        output,
+        profile,
+        range,
+        hardware,
+        print_plan,
+    } = &cli.command
+    {
+        return crate::render_cli::main(&crate::render_cli::RenderArgs {
+            timeline,
+            output: output.as_deref(),
+            profile,
+            range: range.as_deref(),
+            hardware,
+            print_plan: *print_plan,
+        });
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,6 +231,7 @@ async fn run(cli: Cli) -> ExitCode {
             create_user(loaded, email, display_name).await
         }
         Command::Exec { args } => nve_worker::child::main(args),
+        Command::Render { .. } => fail_render_in_runtime(),
     }
 }
 
@@ -310,4 +352,10 @@ async fn create_user(loaded: Loaded, email: &str, display_name: &str) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// `main` handles `render` before starting the runtime; reaching here is a bug.
+fn fail_render_in_runtime() -> ExitCode {
+    eprintln!("nve render must run outside the async runtime");
+    ExitCode::FAILURE
 }

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod payload;
+pub mod render_cli;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

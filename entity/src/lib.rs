@@ -7,6 +7,7 @@ pub mod edits;
 pub mod jobs;
 pub mod project_members;
 pub mod projects;
+pub mod renders;
 pub mod sessions;
 pub mod snapshots;
 pub mod timelines;

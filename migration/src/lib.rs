@@ -9,6 +9,7 @@ mod m20261130_000003_jobs;
 mod m20261130_000004_dispatch_webhooks;
 mod m20261130_000005_assets;
 mod m20261130_000006_uploads_imports;
+mod m20261130_000007_renders;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_dispatch_webhooks::Migration),
             Box::new(m20261130_000005_assets::Migration),
             Box::new(m20261130_000006_uploads_imports::Migration),
+            Box::new(m20261130_000007_renders::Migration),
         ]
     }
 }

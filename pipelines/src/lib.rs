@@ -3,6 +3,7 @@
 pub mod elements;
 pub mod probe;
 pub mod proxy;
+pub mod render;
 pub mod thumbs;
 pub mod timeline;
 pub mod waveform;

@@ -60,6 +60,14 @@ pub fn main(args: &[String]) -> ExitCode {
             Ok(spec) => waveform(&spec),
             Err(e) => fail("invalid-payload", &format!("waveform spec: {e}"), false),
         },
+        // A render's document can be large: its spec comes in a file, not on the command line.
+        [kind, path] if kind == "render" => match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<RenderJob>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(spec) => render(&spec),
+            Err(e) => fail("invalid-payload", &format!("render spec: {e}"), false),
+        },
         [kind, spec] if kind == "probe" => match serde_json::from_str::<ProbeSpec>(spec) {
             Ok(spec) => probe(&spec),
             Err(e) => fail("invalid-payload", &format!("probe spec: {e}"), false),
@@ -188,6 +196,66 @@ fn waveform(job: &WaveformJob) -> ExitCode {
         "levels": levels,
     }}}));
     ExitCode::SUCCESS
+}
+
+/// A render, as the worker hands it to its child.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderJob {
+    pub timeline: nve_pipelines::timeline::Timeline,
+    /// Asset id → local file and probe facts.
+    pub sources: std::collections::HashMap<String, nve_pipelines::render::SourceMedia>,
+    pub profile: nve_pipelines::render::profiles::OutputProfile,
+    /// Seconds `[start, end)`.
+    pub range: Option<(f64, f64)>,
+    pub policy: nve_pipelines::render::encoders::EncoderPolicy,
+    pub output: std::path::PathBuf,
+}
+
+/// Result: `{"render": FileReport}`; progress lines carry the media time rendered, the speed
+/// and an estimate of the time left.
+fn render(job: &RenderJob) -> ExitCode {
+    use nve_pipelines::render::file::{FileRender, render_to_file};
+    let lookup = |id: &str| job.sources.get(id).cloned();
+    let file = FileRender {
+        timeline: &job.timeline,
+        sources: &lookup,
+        profile: &job.profile,
+        range: job.range,
+        policy: job.policy,
+        output: &job.output,
+    };
+    let started = Instant::now();
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let mut report = |p: &nve_pipelines::render::Progress| {
+        if last.elapsed() >= Duration::from_millis(250) {
+            last = Instant::now();
+            let eta = if p.fraction > 0.0 {
+                started.elapsed().as_secs_f64() * (1.0 - p.fraction) / p.fraction
+            } else {
+                0.0
+            };
+            line(&serde_json::json!({
+                "progress": p.fraction.clamp(0.0, 1.0),
+                "detail": {
+                    "media_seconds": p.media_seconds,
+                    "frames_done": p.frames_done,
+                    "frames_total": p.frames_total,
+                    "speed": p.speed,
+                    "eta_seconds": eta,
+                },
+            }));
+        }
+    };
+    // The worker stops a cancelled render by ending this process.
+    let never = std::sync::atomic::AtomicBool::new(false);
+    match render_to_file(&file, &mut report, &never) {
+        Ok(made) => {
+            line(&serde_json::json!({"result": {"render": made}}));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.code(), &e.to_string(), !e.is_client_error()),
+    }
 }
 
 /// What to probe and against which limits.

@@ -9,6 +9,7 @@
 //!   long it waited. The runbook's end-to-end check, and what the queue benchmark drives.
 //! * `probe`: what an uploaded asset is, in an isolated child ([`crate::ingest`]).
 //! * `thumbnails`, `proxy`, `waveform`: an asset's derived media ([`crate::derive`]).
+//! * `render`: a pinned timeline version to a file ([`crate::render`]).
 //! * `import`: fetches an asset from a URL, then queues its probe ([`crate::import`]).
 //! * `chaos`: game-day work in an isolated child that misbehaves on purpose (see
 //!   [`crate::child::ChaosAction`]). Refused by the API unless `jobs.chaos` is enabled.
@@ -32,6 +33,7 @@ pub const KIND_THUMBNAILS: &str = "thumbnails";
 pub const KIND_IMPORT: &str = "import";
 pub const KIND_PROXY: &str = "proxy";
 pub const KIND_WAVEFORM: &str = "waveform";
+pub const KIND_RENDER: &str = "render";
 
 /// What a handler may use.
 pub struct JobContext {
@@ -46,6 +48,7 @@ pub struct JobContext {
     /// Derive posters and thumbnail strips after a successful probe.
     pub thumbnails: bool,
     pub imports: crate::import::ImportSettings,
+    pub encoders: nve_pipelines::render::encoders::EncoderPolicy,
     /// For handlers that queue follow-up jobs.
     pub dispatcher: crate::dispatch::Dispatcher,
     pub(crate) progress: watch::Sender<Option<Progress>>,
@@ -70,6 +73,7 @@ pub fn run(ctx: JobContext) -> HandlerFuture {
         KIND_THUMBNAILS => Box::pin(crate::derive::thumbnails(ctx)),
         KIND_PROXY => Box::pin(crate::derive::proxy(ctx)),
         KIND_WAVEFORM => Box::pin(crate::derive::waveform(ctx)),
+        KIND_RENDER => Box::pin(crate::render::render(ctx)),
         KIND_IMPORT => Box::pin(crate::import::import(ctx)),
         other => {
             let kind = other.to_owned();

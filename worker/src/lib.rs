@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod netguard;
 pub mod readiness;
+pub mod render;
 pub mod runtime;
 pub mod storage;
 #[cfg(feature = "test-support")]

@@ -54,6 +54,8 @@ pub struct Settings {
     pub thumbnails: bool,
     /// Limits of imports by URL.
     pub imports: crate::import::ImportSettings,
+    /// Which encoders renders may use.
+    pub encoders: nve_pipelines::render::encoders::EncoderPolicy,
 }
 
 struct Inner {
@@ -312,6 +314,7 @@ async fn execute(
             media_limits: inner.settings.media_limits.clone(),
             thumbnails: inner.settings.thumbnails,
             imports: inner.settings.imports.clone(),
+            encoders: inner.settings.encoders,
             dispatcher: inner.dispatcher.clone(),
             progress: progress_tx,
             cancel: cancel_rx,
@@ -664,6 +667,7 @@ impl Settings {
             media_limits: media_limits(&config.media),
             thumbnails: config.media.thumbnails,
             imports: crate::import::ImportSettings::from_config(&config.media),
+            encoders: encoder_policy(&config.media),
             owner: owner_name(),
             queues,
             lease: Duration::from_secs(j.lease_secs),
@@ -703,6 +707,19 @@ pub fn webhook_settings(
         timeout: Duration::from_secs(config.webhooks.timeout_secs),
         max_attempts: config.webhooks.max_attempts,
         signing_key: key.to_vec(),
+    }
+}
+
+/// Which encoders renders may use, from `media.hardware_acceleration`.
+pub fn encoder_policy(
+    m: &nve_config::MediaConfig,
+) -> nve_pipelines::render::encoders::EncoderPolicy {
+    use nve_pipelines::render::encoders::EncoderPolicy;
+    match m.hardware_acceleration {
+        nve_config::HardwareAcceleration::Auto => EncoderPolicy::Auto,
+        nve_config::HardwareAcceleration::Off => EncoderPolicy::Off,
+        nve_config::HardwareAcceleration::Vaapi => EncoderPolicy::Vaapi,
+        nve_config::HardwareAcceleration::Nvcodec => EncoderPolicy::Nvcodec,
     }
 }
 

@@ -5,6 +5,8 @@
 //!   rest). Serves `/metrics` and `/healthz` on `jobs.worker_bind` (`--listen` overrides).
 //! * `nve-worker check`: verify configuration and every dependency a worker needs.
 //! * `nve-worker exec …`: one piece of isolated work (started by the worker itself).
+//! * `nve-worker selftest`: encode a second of test pattern with every available encoder and
+//!   print a table; the runbook's canary (exit 0 when the default profile can be rendered).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +44,10 @@ enum Command {
     /// Load the configuration, connect to the database, queue backend and storage, check
     /// GStreamer's elements, and print the report as JSON. Exit 0 when everything is ready.
     Check,
+    /// Discover the encoders, encode one second of test pattern with each available one,
+    /// probe the results and print a table. Exit 0 when every software encoder the default
+    /// output profile needs works.
+    Selftest,
     /// Run one piece of isolated work, reporting JSON lines on stdout.
     #[command(hide = true)]
     Exec {
@@ -54,6 +60,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Exec { args } = &cli.command {
         return nve_worker::child::main(args);
+    }
+    if let Command::Selftest = &cli.command {
+        return selftest();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,7 +82,7 @@ fn main() -> ExitCode {
                 concurrency,
                 listen,
             } => run(queues, concurrency, listen).await,
-            Command::Exec { .. } => ExitCode::SUCCESS,
+            Command::Exec { .. } | Command::Selftest => ExitCode::SUCCESS,
         }
     })
 }
@@ -339,5 +348,201 @@ async fn check() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// One line of the selftest table.
+struct SelftestRow {
+    codec: &'static str,
+    element: String,
+    kind: &'static str,
+    result: Result<String, String>,
+}
+
+/// `nve-worker selftest`: the canary. Loads the configuration like the other subcommands (for
+/// logging and the hardware policy), then puts every encoder discovery offers through a real
+/// one-second encode and probe.
+// The table on stdout is this command's output, not logging.
+#[allow(clippy::print_stdout)]
+fn selftest() -> ExitCode {
+    use nve_pipelines::render::encoders::{self, Availability, Codec, EncoderPolicy};
+    use nve_pipelines::render::output;
+    use nve_pipelines::render::profiles::{BaseFormat, DEFAULT_PRESET, OutputProfile};
+
+    let config = match load() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&config);
+    let policy = nve_worker::runtime::encoder_policy(&config.media);
+    if let Err(e) = nve_pipelines::elements::inventory() {
+        eprintln!("selftest: {e}");
+        return ExitCode::FAILURE;
+    }
+    let dir = std::env::temp_dir().join(format!("nve-selftest-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("selftest: cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let base = BaseFormat {
+        width: 640,
+        height: 360,
+        fps_num: 30,
+        fps_den: 1,
+        sample_rate: 48_000,
+        channels: 2,
+        source_colorimetry: None,
+    };
+    let mut rows = Vec::new();
+    let mut not_installed = Vec::new();
+    for status in encoders::discover_all() {
+        let c = &status.candidate;
+        let kind = c.kind.label();
+        let result = match &status.availability {
+            Availability::NotInstalled => {
+                not_installed.push(c.element.clone());
+                continue;
+            }
+            Availability::Failed { reason } => Err(format!("test encode failed: {reason}")),
+            Availability::Available { .. } => {
+                let profile = output::test_profile(c.codec);
+                let path = dir.join(format!("{}.{}", c.element, profile.extension()));
+                let outcome = output::test_encode(
+                    &profile,
+                    c,
+                    &base,
+                    1.0,
+                    &path,
+                    std::time::Duration::from_secs(120),
+                )
+                .map_err(|e| format!("{}: {e}", e.code()))
+                .and_then(|(report, took)| {
+                    let what = output::verify_file(&profile, &report.path)
+                        .map_err(|e| format!("{}: {e}", e.code()))?;
+                    Ok(format!("ok {} ms ({what})", took.as_millis()))
+                });
+                let _ = std::fs::remove_file(&path);
+                outcome
+            }
+        };
+        rows.push(SelftestRow {
+            codec: c.codec.name(),
+            element: output::describe_element(&c.element).to_owned(),
+            kind,
+            result,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let widths = rows.iter().fold((5, 7, 4), |(a, b, c), r| {
+        (
+            a.max(r.codec.len()),
+            b.max(r.element.len()),
+            c.max(r.kind.len()),
+        )
+    });
+    println!(
+        "{:<a$}  {:<b$}  {:<c$}  result",
+        "codec",
+        "element",
+        "kind",
+        a = widths.0,
+        b = widths.1,
+        c = widths.2
+    );
+    for r in &rows {
+        let result = match &r.result {
+            Ok(text) => text.clone(),
+            Err(e) => format!("FAILED {e}"),
+        };
+        println!(
+            "{:<a$}  {:<b$}  {:<c$}  {result}",
+            r.codec,
+            r.element,
+            r.kind,
+            a = widths.0,
+            b = widths.1,
+            c = widths.2
+        );
+    }
+    println!();
+    println!("hardware: {}", encoders::hardware_summary());
+    println!(
+        "policy: media.hardware_acceleration = {policy:?}{}",
+        match policy {
+            EncoderPolicy::Vaapi | EncoderPolicy::Nvcodec
+                if !encoders::working_hardware()
+                    .iter()
+                    .any(|s| policy_family(policy) == Some(s.candidate.kind)) =>
+                " (asked for, but none works here: renders use software)",
+            _ => "",
+        }
+    );
+    if !not_installed.is_empty() {
+        println!("not installed: {}", not_installed.join(", "));
+    }
+
+    // The default profile needs its software video encoder and its audio encoder.
+    let needed: Vec<(Codec, String)> = match OutputProfile::preset(DEFAULT_PRESET) {
+        Ok(p) => {
+            let mut list = Vec::new();
+            match encoders::best(&p, EncoderPolicy::Off) {
+                Ok(c) => list.push((c.codec, c.element)),
+                Err(e) => {
+                    println!(
+                        "selftest FAILED: the default profile {DEFAULT_PRESET:?} has no software video encoder: {e}"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+            if let Some(a) = &p.audio {
+                match encoders::audio_encoder_for(a, 2) {
+                    Ok(c) => list.push((c.codec, c.element)),
+                    Err(e) => {
+                        println!(
+                            "selftest FAILED: the default profile {DEFAULT_PRESET:?} has no audio encoder: {e}"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            list
+        }
+        Err(e) => {
+            println!("selftest FAILED: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let broken: Vec<String> = needed
+        .iter()
+        .filter(|(codec, element)| {
+            !rows.iter().any(|r| {
+                r.codec == codec.name()
+                    && r.element == output::describe_element(element)
+                    && r.result.is_ok()
+            })
+        })
+        .map(|(codec, element)| format!("{element} ({})", codec.name()))
+        .collect();
+    if broken.is_empty() {
+        println!("selftest ok: the default profile {DEFAULT_PRESET:?} renders here");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "selftest FAILED: the default profile {DEFAULT_PRESET:?} cannot be rendered: {} not working",
+            broken.join(", ")
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn policy_family(
+    policy: nve_pipelines::render::encoders::EncoderPolicy,
+) -> Option<nve_pipelines::render::encoders::EncoderKind> {
+    use nve_pipelines::render::encoders::{EncoderKind, EncoderPolicy};
+    match policy {
+        EncoderPolicy::Vaapi => Some(EncoderKind::Vaapi),
+        EncoderPolicy::Nvcodec => Some(EncoderKind::Nvcodec),
+        EncoderPolicy::Auto | EncoderPolicy::Off => None,
     }
 }

@@ -1,0 +1,341 @@
+//! Frame-exact checks of rendered pictures: cuts, splits, gaps, ranges, transitions, speed,
+//! frame-rate conversion, transforms, stills and titles. Sources carry their frame index.
+
+mod common;
+
+use common::*;
+use nve_pipelines::timeline::{Frames, Speed, TrackKind, Transition, TransitionKind};
+
+struct Media {
+    _dir: tempfile::TempDir,
+    lib: Library,
+}
+
+fn media_set() -> Media {
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = indexed_clip(
+        dir.path(),
+        "a.mp4",
+        (25, 1),
+        100,
+        tag_of(0),
+        Some((440, 0.25)),
+    );
+    let b = indexed_clip(dir.path(), "b.mp4", (25, 1), 100, tag_of(1), None);
+    let lib = Library(vec![("a".into(), media(&a)), ("b".into(), media(&b))]);
+    Media { _dir: dir, lib }
+}
+
+#[test]
+fn cuts_splits_gaps_and_ranges_are_frame_exact() {
+    let m = media_set();
+    let tl = timeline(
+        output(320, 180, 25),
+        vec![track(
+            "v",
+            TrackKind::Video,
+            vec![
+                asset("a", 0, 5, 20),
+                asset("a", 20, 25, 10),
+                asset("b", 40, 3, 20),
+            ],
+        )],
+    );
+    let plan = plan_of(&tl, &m.lib, None);
+    let out = capture(&plan).expect("render");
+    assert_eq!(out.frames.len(), 60);
+    let expect = |f: i64| -> Option<(u32, u8)> {
+        match f {
+            0..20 => Some((5 + f as u32, tag_of(0))),
+            20..30 => Some((25 + (f - 20) as u32, tag_of(0))),
+            30..40 => None,
+            _ => Some((3 + (f - 40) as u32, tag_of(1))),
+        }
+    };
+    for (f, fr) in out.frames.iter().enumerate() {
+        match expect(f as i64) {
+            Some((idx, tag)) => {
+                assert_eq!(fr.index(), Some(idx), "frame {f}");
+                assert!(
+                    (fr.tag() - f64::from(tag)).abs() < 4.0,
+                    "frame {f} tag {}",
+                    fr.tag()
+                );
+            }
+            None => assert!(
+                fr.mean(0, 0, 320, 180) < 20.0,
+                "frame {f} should be background"
+            ),
+        }
+    }
+    // A range through the split and into the gap and the last clip.
+    let plan = plan_of(&tl, &m.lib, Some((15, 45)));
+    let out = capture(&plan).expect("range render");
+    assert_eq!(out.frames.len(), 30);
+    for (i, fr) in out.frames.iter().enumerate() {
+        let f = i as i64 + 15;
+        match expect(f) {
+            Some((idx, _)) => assert_eq!(fr.index(), Some(idx), "range frame {i}"),
+            None => assert!(fr.mean(0, 0, 320, 180) < 20.0),
+        }
+    }
+}
+
+fn transition(from: &str, to: &str, kind: TransitionKind, d: i64) -> Transition {
+    Transition {
+        from: from.into(),
+        to: to.into(),
+        kind,
+        duration: Frames(d),
+    }
+}
+
+#[test]
+fn crossfade_mixes_and_hides_the_tail_of_from() {
+    let m = media_set();
+    let mut v = track(
+        "v",
+        TrackKind::Video,
+        vec![asset("a", 0, 0, 40), asset("b", 20, 10, 40)],
+    );
+    v.transitions = vec![transition("a@0", "b@20", TransitionKind::Crossfade, 10)];
+    let tl = timeline(output(320, 180, 25), vec![v]);
+    let out = capture(&plan_of(&tl, &m.lib, None)).expect("render");
+    assert_eq!(out.frames.len(), 60);
+    let (ta, tb) = (f64::from(tag_of(0)), f64::from(tag_of(1)));
+    for (f, fr) in out.frames.iter().enumerate() {
+        let f = f as i64;
+        if f < 20 {
+            assert_eq!(fr.index(), Some(f as u32), "frame {f}");
+        } else if f < 30 {
+            // Progress (j + 0.5) / 10 of b over a.
+            let p = ((f - 20) as f64 + 0.5) / 10.0;
+            let want = ta * (1.0 - p) + tb * p;
+            assert!(
+                (fr.tag() - want).abs() < 3.0,
+                "frame {f}: {} vs {want}",
+                fr.tag()
+            );
+        } else {
+            // b from its in-point 10 + (f - 20); a's overlap tail (30..40) is not shown.
+            assert_eq!(fr.index(), Some(10 + (f - 20) as u32), "frame {f}");
+            assert!((fr.tag() - tb).abs() < 3.0);
+        }
+    }
+    let mid = &out.frames[25];
+    assert!(mid.tag() > ta + 20.0 && mid.tag() < tb - 20.0);
+}
+
+#[test]
+fn frame_rate_conversion_and_speed_follow_the_floor_rule() {
+    let m = media_set();
+    // 25 fps sources on a 30 fps grid: frame k shows source frame floor(k * 25 / 30).
+    let mut slow = asset("b", 30, 0, 20);
+    slow.speed = Speed::from_f64(0.5).expect("speed");
+    let mut fast = asset("a", 50, 0, 20);
+    fast.speed = Speed::from_f64(2.0).expect("speed");
+    // Sound at another speed is refused; the picture is what is checked here.
+    fast.audio.mute = true;
+    let mut rev = asset("b", 70, 30, 15);
+    rev.reverse = true;
+    let tl = timeline(
+        output(320, 180, 30),
+        vec![track(
+            "v",
+            TrackKind::Video,
+            vec![asset("a", 0, 0, 30), slow, fast, rev],
+        )],
+    );
+    let plan = plan_of(&tl, &m.lib, None);
+    let out = capture(&plan).expect("render");
+    assert_eq!(out.frames.len(), 85);
+    // Source position p (output frames at 30 fps) → the 25 fps frame on screen.
+    let shown = |p_milli: i64| (p_milli * 25 / (30 * 1000)) as u32;
+    for (f, fr) in out.frames.iter().enumerate() {
+        let f = f as i64;
+        let want = match f {
+            0..30 => shown(f * 1000),
+            30..50 => shown((f - 30) * 500),
+            50..70 => shown((f - 50) * 2000),
+            _ => shown(30_000 + (15 - 1 - (f - 70)) * 1000),
+        };
+        assert_eq!(fr.index(), Some(want), "frame {f}");
+    }
+}
+
+#[test]
+fn transforms_and_keyframes_place_the_picture() {
+    let m = media_set();
+    // Half size, centre moved right by a quarter of the width: 160x90 at (160, 46)..
+    let mut pip = asset("b", 0, 0, 20);
+    pip.transform.scale = 0.5;
+    pip.transform.x = 0.25;
+    let mut moving = asset("b", 0, 0, 20);
+    moving.id = "moving".into();
+    moving.transform.scale = 0.5;
+    moving.keyframes = vec![
+        nve_pipelines::timeline::Keyframe {
+            property: nve_pipelines::timeline::AnimProp::X,
+            time: Frames(0),
+            value: -0.25,
+            interpolation: nve_pipelines::timeline::Interpolation::Linear,
+        },
+        nve_pipelines::timeline::Keyframe {
+            property: nve_pipelines::timeline::AnimProp::X,
+            time: Frames(10),
+            value: 0.25,
+            interpolation: nve_pipelines::timeline::Interpolation::Linear,
+        },
+    ];
+    let tl = timeline(
+        output(320, 180, 25),
+        vec![
+            track("v1", TrackKind::Video, vec![asset("a", 0, 0, 20)]),
+            track("v2", TrackKind::Video, vec![pip]),
+        ],
+    );
+    let out = capture(&plan_of(&tl, &m.lib, None)).expect("render");
+    assert_eq!(out.frames.len(), 20);
+    for (f, fr) in out.frames.iter().enumerate() {
+        // Background picture a on the left half, pip b on the right half, lower part.
+        assert_eq!(
+            fr.index_in(160, 44, 160, 90),
+            Some(f as u32),
+            "pip frame {f}"
+        );
+        assert!((fr.mean(170, 110, 310, 130) - f64::from(tag_of(1))).abs() < 4.0);
+        assert!((fr.mean(10, 150, 150, 175) - f64::from(tag_of(0))).abs() < 4.0);
+    }
+    // Keyframed x: from -0.25 (centre at 80) to 0.25 (centre at 240) over 10 frames.
+    let tl = timeline(
+        output(320, 180, 25),
+        vec![track("v2", TrackKind::Video, vec![moving])],
+    );
+    let out = capture(&plan_of(&tl, &m.lib, None)).expect("render");
+    for (f, fr) in out.frames.iter().enumerate() {
+        let x = -0.25 + 0.5 * (f.min(10) as f64 / 10.0);
+        let left = (160.0 + x * 320.0 - 80.0) as i32;
+        let left = 2 * ((left as f64) / 2.0).round() as i32;
+        assert_eq!(
+            fr.index_in(left, 44, 160, 90),
+            Some(f as u32),
+            "moving frame {f} at {left}"
+        );
+        // Left of the picture is background.
+        if left > 4 {
+            assert!(
+                fr.mean(0, 100, (left - 2) as usize, 130) < 20.0,
+                "frame {f}"
+            );
+        }
+    }
+}
+
+#[test]
+fn colours_images_and_titles_appear_in_place() {
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = indexed_clip(dir.path(), "a.mp4", (25, 1), 40, tag_of(0), None);
+    let red = png(dir.path(), "red.png", "red");
+    let lib = Library(vec![("a".into(), media(&a)), ("red".into(), media(&red))]);
+    let colour = nve_pipelines::timeline::Clip::new(
+        "blue",
+        nve_pipelines::timeline::Source::Color {
+            rgba: nve_pipelines::timeline::Rgba::opaque(0, 0, 255),
+        },
+        Frames(10),
+        Frames(10),
+    );
+    let mut image = nve_pipelines::timeline::Clip::new(
+        "img",
+        nve_pipelines::timeline::Source::Image {
+            asset_id: "red".into(),
+        },
+        Frames(20),
+        Frames(10),
+    );
+    image.transform.scale = 0.5;
+    image.transform.x = -0.25;
+    image.transform.y = 0.25;
+    let title = nve_pipelines::timeline::Title {
+        text: "HELLO".into(),
+        font_family: "DejaVu Sans".into(),
+        size: 40.0,
+        weight: 700,
+        color: nve_pipelines::timeline::Rgba::WHITE,
+        outline: None,
+        shadow: None,
+        background: None,
+        align: nve_pipelines::timeline::HAlign::Center,
+        valign: nve_pipelines::timeline::VAlign::Middle,
+        x: 0.5,
+        y: 0.75,
+        fade_in: Frames(0),
+        fade_out: Frames(0),
+    };
+    let titled = nve_pipelines::timeline::Clip::new(
+        "t",
+        nve_pipelines::timeline::Source::Title(Box::new(title)),
+        Frames(0),
+        Frames(40),
+    );
+    let tl = timeline(
+        output(320, 180, 25),
+        vec![
+            track(
+                "v",
+                TrackKind::Video,
+                vec![asset("a", 0, 0, 10), colour, image, asset("a", 30, 30, 10)],
+            ),
+            track("o", TrackKind::Overlay, vec![titled]),
+        ],
+    );
+    let out = capture(&plan_of(&tl, &lib, None)).expect("render");
+    assert_eq!(out.frames.len(), 40);
+    // Frames 0..10: a, with white title glyphs around (160, 135).
+    let f = &out.frames[5];
+    assert_eq!(f.index(), Some(5));
+    let bright = (100..220)
+        .flat_map(|x| (120..150).map(move |y| (x, y)))
+        .filter(|(x, y)| f.y(*x, *y) > 220)
+        .count();
+    assert!(bright > 100, "title glyphs: {bright}");
+    // Frames 10..20: blue above the title area (Y 41 with bt601 weights, 32 with bt709: the
+    // overlay blender converts stills with its own matrix).
+    let f = &out.frames[15];
+    let blue = f.mean(10, 10, 310, 60);
+    assert!((28.0..45.0).contains(&blue), "blue luma {blue}");
+    // Frames 20..30: red image 160x90 (2:1 image fitted: 320x160 × 0.5 = 160x80) centred at
+    // (80, 135) on the background.
+    let f = &out.frames[25];
+    let red_l = f.mean(50, 110, 110, 125);
+    assert!((58.0..86.0).contains(&red_l), "red luma {red_l}");
+    assert!(
+        f.mean(200, 10, 310, 60) < 20.0,
+        "background right of the image"
+    );
+    // Frames 30..40: a again, from its in-point.
+    assert_eq!(out.frames[35].index(), Some(35));
+}
+
+#[test]
+fn wipes_reveal_the_incoming_clip() {
+    let m = media_set();
+    let mut v = track(
+        "v",
+        TrackKind::Video,
+        vec![asset("a", 0, 0, 30), asset("b", 10, 0, 30)],
+    );
+    v.transitions = vec![transition("a@0", "b@10", TransitionKind::WipeRight, 10)];
+    let tl = timeline(output(320, 180, 25), vec![v]);
+    let out = capture(&plan_of(&tl, &m.lib, None)).expect("render");
+    assert_eq!(out.frames.len(), 40);
+    let (ta, tb) = (f64::from(tag_of(0)), f64::from(tag_of(1)));
+    // Frame 15: progress 0.55, b shows on x < 176.
+    let f = &out.frames[15];
+    assert!((f.mean(10, 140, 160, 170) - tb).abs() < 4.0);
+    assert!((f.mean(190, 140, 310, 170) - ta).abs() < 4.0);
+    assert_eq!(out.frames[9].index(), Some(9));
+    assert_eq!(out.frames[20].index(), Some(10));
+}
