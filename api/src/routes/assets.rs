@@ -723,11 +723,7 @@ impl AssetsApi {
     ) -> Result<DownloadResponse, ApiError> {
         let (asset, _) = visible(&state, auth.0.user_id, id.0).await?;
         let etag = format!("\"{}\"", asset.sha256);
-        if if_none_match
-            .0
-            .as_deref()
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-        {
+        if etag_matches(if_none_match.0.as_deref(), &etag) {
             return Ok(DownloadResponse::NotModified(etag));
         }
         open_range(
@@ -991,16 +987,18 @@ async fn derived_file(
         which,
         asset.updated_at.timestamp()
     );
-    if if_none_match
-        .as_deref()
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    if etag_matches(if_none_match.as_deref(), &etag) {
         return Ok(DownloadResponse::NotModified(etag));
     }
     open_range(&state.storage, &key, content_type, &etag, range.as_deref()).await
 }
 
-async fn open_range(
+/// Whether an `If-None-Match` header names `etag` (or `*`).
+pub(crate) fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+pub(crate) async fn open_range(
     storage: &Storage,
     key: &str,
     content_type: &str,

@@ -247,7 +247,7 @@ async fn visible(
     }
 }
 
-fn guard_error(e: &netguard::GuardError) -> ApiError {
+pub(crate) fn guard_error(e: &netguard::GuardError) -> ApiError {
     ApiError::validation(vec![FieldError::new(
         "/callback_url",
         e.code(),
@@ -546,7 +546,7 @@ impl JobsApi {
     }
 }
 
-fn job_error(e: store::JobError) -> ApiError {
+pub(crate) fn job_error(e: store::JobError) -> ApiError {
     match e {
         store::JobError::NotFound(_) => ApiError::not_found("job"),
         store::JobError::Database(db) => ApiError::from(db),
@@ -555,7 +555,7 @@ fn job_error(e: store::JobError) -> ApiError {
 }
 
 /// Tells the project's sessions about a state change made here (workers publish their own).
-async fn publish(state: &AppState, job: &jobs::Model) {
+pub(crate) async fn publish(state: &AppState, job: &jobs::Model) {
     let Some(project) = job.project_id else {
         return;
     };

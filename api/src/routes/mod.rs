@@ -5,6 +5,7 @@ pub mod assets;
 pub mod jobs;
 pub mod ops;
 pub mod projects;
+pub mod renders;
 pub mod timeline;
 pub mod uploads;
 
@@ -29,6 +30,8 @@ pub enum ApiTags {
     Assets,
     /// Resumable uploads of large files (tus 1.0.0: creation, termination, expiration).
     Uploads,
+    /// Renders of the timeline to files, and single frames for previews.
+    Renders,
 }
 
 pub type Service = OpenApiService<
@@ -40,6 +43,7 @@ pub type Service = OpenApiService<
         jobs::JobsApi,
         assets::AssetsApi,
         uploads::UploadsApi,
+        renders::RendersApi,
     ),
     (),
 >;
@@ -54,6 +58,7 @@ pub fn service(public_url: Option<&str>) -> Service {
             jobs::JobsApi,
             assets::AssetsApi,
             uploads::UploadsApi,
+            renders::RendersApi,
         ),
         "native-video-editor API",
         env!("CARGO_PKG_VERSION"),

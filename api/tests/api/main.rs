@@ -15,5 +15,6 @@ mod media_s3;
 mod ops;
 mod projects;
 mod queue;
+mod renders;
 mod timeline;
 mod uploads;
