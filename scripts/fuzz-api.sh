@@ -49,8 +49,9 @@ SEED=${FUZZ_SEED:-20261130}
 SEED_ARGS=""
 if [ "$SEED" != random ]; then SEED_ARGS="--seed $SEED"; fi
 # schemathesis keeps a cache in its working directory; keep it out of the repository.
+HOOKS_DIR=$(pwd)/scripts
 cd "$DIR"
-"$VENV/bin/st" run "$BASE/openapi.json" --url "$BASE/v1" \
+PYTHONPATH="$HOOKS_DIR${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=fuzz_hooks "$VENV/bin/st" run "$BASE/openapi.json" --url "$BASE/v1" \
   -H "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
   --max-examples "${FUZZ_EXAMPLES:-25}" --workers "${FUZZ_WORKERS:-2}" --no-color $SEED_ARGS
