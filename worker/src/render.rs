@@ -109,8 +109,14 @@ pub async fn render(ctx: JobContext) -> Result<serde_json::Value, Failure> {
 
     let storage_failure =
         |e: crate::WorkerError| failure("storage-unavailable", e.to_string(), true);
-    let output = ctx.storage.staging_path().map_err(storage_failure)?;
-    let spec_path = ctx.storage.staging_path().map_err(storage_failure)?;
+    // A directory of its own: the child may leave side files (the MP4 muxer's) when it is
+    // stopped, and removing the directory removes them all.
+    let work = ctx.storage.staging_path().map_err(storage_failure)?;
+    tokio::fs::create_dir_all(&work)
+        .await
+        .map_err(|e| failure("storage-unavailable", e.to_string(), true))?;
+    let output = work.join(format!("output.{}", profile.extension()));
+    let spec_path = work.join("spec.json");
     let rate = timeline.output.frame_rate;
     let range = match (row.range_start, row.range_end) {
         (Some(a), Some(b)) => Some((
@@ -130,10 +136,14 @@ pub async fn render(ctx: JobContext) -> Result<serde_json::Value, Failure> {
     let written = serde_json::to_vec(&job)
         .map_err(|e| failure("internal", e.to_string(), false))
         .map(|bytes| std::fs::write(&spec_path, bytes));
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(failure("storage-unavailable", e.to_string(), true)),
-        Err(f) => return Err(f),
+    let written = match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(failure("storage-unavailable", e.to_string(), true)),
+        Err(f) => Err(f),
+    };
+    if let Err(f) = written {
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        return Err(f);
     }
     let args = vec![
         "exec".to_owned(),
@@ -141,12 +151,11 @@ pub async fn render(ctx: JobContext) -> Result<serde_json::Value, Failure> {
         spec_path.display().to_string(),
     ];
     let result = isolated(&ctx, &args).await;
-    let _ = tokio::fs::remove_file(&spec_path).await;
     let result = match result {
         Ok(r) => r,
         Err(f) => {
             // A cancelled or failed render leaves nothing behind.
-            let _ = tokio::fs::remove_file(&output).await;
+            let _ = tokio::fs::remove_dir_all(&work).await;
             return Err(f);
         }
     };
@@ -154,10 +163,9 @@ pub async fn render(ctx: JobContext) -> Result<serde_json::Value, Failure> {
 
     let upload_started = Instant::now();
     let key = output_key(&row, &profile);
-    ctx.storage
-        .replace(&output, &key)
-        .await
-        .map_err(storage_failure)?;
+    let stored = ctx.storage.replace(&output, &key).await;
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    stored.map_err(storage_failure)?;
     let upload_ms = ms(upload_started);
     if let Some(map) = made.as_object_mut() {
         let timings = map

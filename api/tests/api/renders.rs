@@ -11,7 +11,10 @@ use crate::assets::{app, clip, settled, upload};
 use crate::both_dbs;
 use crate::helpers::{Db, Session, TestApp};
 
-both_dbs!(a_timeline_renders_to_a_file);
+both_dbs!(
+    a_timeline_renders_to_a_file,
+    a_cancelled_render_leaves_nothing
+);
 
 async fn edit(app: &TestApp, who: &Session, p: &str, ops: Value) -> crate::helpers::Reply {
     let current = app
@@ -250,4 +253,113 @@ async fn a_timeline_renders_to_a_file(db: Db) {
         .await
         .expect("gone");
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
+
+async fn a_cancelled_render_leaves_nothing(db: Db) {
+    let app = app(db, &[]).await;
+    let owner = app.user("rn2@example.org").await;
+    let p = app.project(&owner, "cancel").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ten seconds rendered at 1080p: long enough to be stopped in the middle.
+    let long = dir.path().join("long.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc=size=320x240:rate=30:duration=10")
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=10",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&long)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let bytes = std::fs::read(&long).expect("read");
+    let up = upload(&app, &owner, &p, "long.mp4", "video/mp4", bytes).await;
+    let asset = up.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(settled(&app, &owner, &asset).await["status"], "ready");
+    let ok = edit(
+        &app,
+        &owner,
+        &p,
+        json!([{"type": "add_clip", "track_id": "V1",
+                "clip": {"id": "c", "source": {"type": "asset", "asset_id": asset}, "start": 0, "duration": 9.5}}]),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    let r = app
+        .post(
+            &format!("/v1/projects/{p}/renders"),
+            Some(&owner.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let job = r.body["job"]["id"].as_str().expect("job").to_owned();
+    // Wait until it is really rendering, then stop it.
+    let start = Instant::now();
+    loop {
+        let r = app.get(&format!("/v1/renders/{id}"), &owner.token).await;
+        if r.body["progress"].as_f64().is_some_and(|p| p > 0.0) {
+            break;
+        }
+        assert!(
+            matches!(r.body["status"].as_str(), Some("queued" | "running")),
+            "{}",
+            r.text
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cancelled_at = Instant::now();
+    let c = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/jobs/{job}"),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(c.status, StatusCode::ACCEPTED, "{}", c.text);
+    let done = finished(&app, &owner, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        cancelled_at.elapsed()
+    );
+    assert!(done.get("output_url").is_none(), "{done}");
+    // Nothing in staging, nothing stored under renders/.
+    let staging = app.state.config.work_path().join("staging");
+    let start = Instant::now();
+    while crate::assets::count_files(&staging) > 0 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(crate::assets::count_files(&staging), 0, "staging is empty");
+    let stored = app
+        .state
+        .storage
+        .local_root()
+        .expect("local storage")
+        .join(format!("projects/{p}/renders"));
+    assert_eq!(crate::assets::count_files(&stored), 0, "no output stored");
 }
