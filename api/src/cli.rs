@@ -78,6 +78,9 @@ enum Command {
         /// Print the render plan instead of rendering.
         #[arg(long)]
         print_plan: bool,
+        /// Encode everything, even GOPs a cut-only document could copy.
+        #[arg(long)]
+        no_smart: bool,
     },
     /// Run one piece of isolated work and report JSON lines on stdout (used by workers).
     #[command(hide = true)]
@@ -131,6 +134,7 @@ pub fn main() -> ExitCode {
         range,
         hardware,
         print_plan,
+        no_smart,
     } = &cli.command
     {
         return crate::render_cli::main(&crate::render_cli::RenderArgs {
@@ -140,6 +144,7 @@ pub fn main() -> ExitCode {
             range: range.as_deref(),
             hardware,
             print_plan: *print_plan,
+            no_smart: *no_smart,
         });
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

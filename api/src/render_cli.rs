@@ -25,6 +25,8 @@ pub struct RenderArgs<'a> {
     pub range: Option<&'a str>,
     pub hardware: &'a str,
     pub print_plan: bool,
+    /// Encode everything even when untouched GOPs could be copied.
+    pub no_smart: bool,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -234,6 +236,7 @@ pub fn main(args: &RenderArgs<'_>) -> ExitCode {
         range,
         policy,
         output,
+        smart: !args.no_smart,
     };
     if args.print_plan {
         return match plan_file(&job) {
@@ -263,8 +266,18 @@ pub fn main(args: &RenderArgs<'_>) -> ExitCode {
                 .into_iter()
                 .flatten()
                 .collect();
+            let smart = r
+                .smart
+                .as_ref()
+                .map(|s| {
+                    format!(
+                        ", smart: {:.2} s copied, {:.2} s encoded",
+                        s.copied_seconds, s.encoded_seconds
+                    )
+                })
+                .unwrap_or_default();
             let line = format!(
-                "{}: {:.2} s, {} frames in {:.2} s ({:.2}x), {}{}; {}",
+                "{}: {:.2} s, {} frames in {:.2} s ({:.2}x), {}{}{smart}; {}",
                 output.display(),
                 r.media_seconds,
                 r.frames,

@@ -57,7 +57,11 @@ fn preview_frames_equal_the_rendered_frames() {
         }
         // Only the I420 -> RGB -> luma round trip separates them (rounding: about 2 levels
         // everywhere); another frame would differ by ~200 on its index blocks.
-        assert!(diff / n < 3.0, "frame {f}: mean luma difference {}", diff / n);
+        assert!(
+            diff / n < 3.0,
+            "frame {f}: mean luma difference {}",
+            diff / n
+        );
         assert!(worst < 4.0, "frame {f}: worst luma difference {worst}");
     }
 }

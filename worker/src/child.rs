@@ -210,6 +210,9 @@ pub struct RenderJob {
     pub range: Option<(f64, f64)>,
     pub policy: nve_pipelines::render::encoders::EncoderPolicy,
     pub output: std::path::PathBuf,
+    /// Copy untouched GOPs of cut-only documents.
+    #[serde(default)]
+    pub smart: bool,
 }
 
 /// Result: `{"render": FileReport}`; progress lines carry the media time rendered, the speed
@@ -224,6 +227,7 @@ fn render(job: &RenderJob) -> ExitCode {
         range: job.range,
         policy: job.policy,
         output: &job.output,
+        smart: job.smart,
     };
     let started = Instant::now();
     let mut last = Instant::now() - Duration::from_secs(1);

@@ -132,6 +132,7 @@ pub async fn render(ctx: JobContext) -> Result<serde_json::Value, Failure> {
         range,
         policy: ctx.encoders,
         output: output.clone(),
+        smart: true,
     };
     let written = serde_json::to_vec(&job)
         .map_err(|e| failure("internal", e.to_string(), false))

@@ -328,6 +328,7 @@ impl RendersApi {
                 }),
                 policy: runtime::encoder_policy(&state.config.media),
                 output: std::path::Path::new(""),
+                smart: false,
             };
             nve_pipelines::render::file::plan_file(&file)
                 .map(|_| ())

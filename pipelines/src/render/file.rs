@@ -61,6 +61,9 @@ pub struct FileRender<'a> {
     pub range: Option<(f64, f64)>,
     pub policy: EncoderPolicy,
     pub output: &'a Path,
+    /// Copy untouched GOPs when the document is only cuts of sources that match the profile
+    /// (`smart` module); otherwise, or when it is off, everything is encoded.
+    pub smart: bool,
 }
 
 /// Wall-clock milliseconds of each stage.
@@ -88,6 +91,19 @@ pub struct FileReport {
     /// What the verification probe found (`h264 1920x1080 30/1, aac 48000 Hz 2 ch, 29.00 s`).
     pub verified: String,
     pub timings: StageTimings,
+    /// Smart rendering: what was copied and what encoded; absent when everything was encoded
+    /// (with the reason smart rendering did not apply, when it was asked for).
+    pub smart: Option<SmartSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smart_skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmartSummary {
+    pub copied_seconds: f64,
+    pub encoded_seconds: f64,
+    pub gops_copied: u32,
+    pub encoded_runs: u32,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -218,6 +234,58 @@ pub fn render_to_file(
     let started = Instant::now();
     let (plan, resolved) = plan_file(job)?;
     let plan_ms = ms(started);
+    let mut smart_skipped = None;
+    if job.smart {
+        match super::smart::eligible(&plan, job.profile) {
+            Ok(sp) => {
+                let render_started = Instant::now();
+                match super::smart::smart_render(&sp, job.output, progress, cancel) {
+                    Ok(r) => {
+                        let verify_started = Instant::now();
+                        let verified = match verify_file(job.profile, job.output) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                let _ = std::fs::remove_file(job.output);
+                                return Err(e.into());
+                            }
+                        };
+                        return Ok(FileReport {
+                            bytes: r.bytes,
+                            frames: r.frames,
+                            media_seconds: r.media_seconds,
+                            wall_seconds: started.elapsed().as_secs_f64(),
+                            speed: r.speed,
+                            video_encoder: Some(r.video_encoder),
+                            audio_encoder: r.audio_encoder,
+                            hardware: false,
+                            fell_back: Vec::new(),
+                            verified,
+                            timings: StageTimings {
+                                plan_ms,
+                                render_ms: ms(render_started),
+                                verify_ms: ms(verify_started),
+                            },
+                            smart: Some(SmartSummary {
+                                copied_seconds: r.copied_seconds,
+                                encoded_seconds: r.encoded_seconds,
+                                gops_copied: r.gops_copied,
+                                encoded_runs: r.encoded_runs,
+                            }),
+                            smart_skipped: None,
+                        });
+                    }
+                    // Found only while copying (variable frame rate, deep reordering): the
+                    // full render still makes the file.
+                    Err(e @ (RenderError::Unsupported(_) | RenderError::NotDecodable(_))) => {
+                        tracing::info!(error = %e, "smart rendering gave up; encoding everything");
+                        smart_skipped = Some(e.to_string());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(why) => smart_skipped = Some(why.reason),
+        }
+    }
     let candidates = encoders::candidates(job.profile, job.policy)?;
     let opts = RenderOptions {
         build: BuildOptions {
@@ -298,6 +366,8 @@ pub fn render_to_file(
                         render_ms: ms(render_started),
                         verify_ms: ms(verify_started),
                     },
+                    smart: None,
+                    smart_skipped: smart_skipped.clone(),
                 });
             }
             // A hardware encoder that fails mid-render (driver, session limit, a format it

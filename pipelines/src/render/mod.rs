@@ -19,6 +19,7 @@ pub mod output;
 pub mod plan;
 pub mod profiles;
 pub mod run;
+pub mod smart;
 mod stills;
 
 pub use build::{BuildOptions, Built, build};
