@@ -419,6 +419,8 @@ fn timing_1080p_trim_smart_vs_full() {
             range: None,
             policy: nve_pipelines::render::encoders::EncoderPolicy::Off,
             output: out,
+            // The comparison is smart rendering against a full encode.
+            smart: false,
         }
     }
     let smart_out = dir.path().join("smart.mp4");
