@@ -6,7 +6,7 @@
 //!             layer branch ──────────────┼▶ compositor (I420) ─▶ caps ─▶ overlaycomposition (stills) ─▶ queue ─┤
 //!             layer branch (masked: AYUV)┘                                                                │
 //!   …                                                                                                    ▼
-//!                                              concat ─▶ identity single-segment=true ─▶ queue ─▶ video pad
+//!                                              concat ─▶ identity single-segment=true ─▶ video pad
 //!
 //! audiotestsrc (silence, exact length) ─┐
 //! uridecodebin ─▶ audioconvert ─▶ audioresample ─▶ caps F32LE ─▶ gain ─▶ queue (offset) ─┼▶ audiomixer ─▶ caps ─▶ queue ─▶ audio pad
@@ -16,7 +16,9 @@
 //! across their boundary share one compositor (so that clip is decoded once), a cut starts a new
 //! segment (concat, no compositor), and a span with a wipe-like transition on a picture is a
 //! segment of its own (its compositor mixes in AYUV; everything else stays I420). A segment
-//! whose only content is one full-frame, opaque picture skips the compositor altogether. Every
+//! whose only picture is one full-frame, opaque one skips the compositor altogether (stills
+//! above it are blended in place), and a compositor whose pictures cover every frame has no
+//! background source. A finished segment's elements are shut down (pools, decoders). Every
 //! segment ends in the same fully specified I420 caps (concat trap: a caps change re-initialises
 //! the encoder). Each source branch is positioned by its own flushing, accurate seek with start
 //! and stop, sent while the branch is blocked before its first decoded frame (the driver in
@@ -170,6 +172,7 @@ pub fn build(
         out: &plan.output,
         branches: Arc::new(Branches::default()),
         n: 0,
+        made: Vec::new(),
     };
     let frames_out = Arc::new(AtomicI64::new(0));
     let samples_out = Arc::new(AtomicI64::new(0));
@@ -212,6 +215,8 @@ struct Cx<'a> {
     out: &'a PlanOutput,
     branches: Arc<Branches>,
     n: usize,
+    /// Every element added, in order (a segment's are released when it is done).
+    made: Vec<gst::Element>,
 }
 
 impl Cx<'_> {
@@ -222,6 +227,7 @@ impl Cx<'_> {
             .build()
             .map_err(|e| internal(format!("cannot create {factory}: {e}")))?;
         self.pipeline.add(&e).map_err(internal)?;
+        self.made.push(e.clone());
         Ok(e)
     }
 
@@ -336,6 +342,7 @@ impl Cx<'_> {
             .build()
             .map_err(internal)?;
         self.pipeline.add(&dec).map_err(internal)?;
+        self.made.push(dec.clone());
         let raw = if kind == "video" {
             "video/x-raw"
         } else {
@@ -370,6 +377,22 @@ impl Cx<'_> {
                 );
             }
         });
+        if kind == "video" {
+            // One decoding thread per source: frame-threaded decoding holds a frame and a
+            // decoder context per thread (tens of MiB at 1080p, for every source of the
+            // render), while the encoder's threads already keep every core busy and a 1080p
+            // H.264 decode is a small fraction of an x264 encode. (E1: peak memory -5 %, no
+            // loss of wall time.)
+            dec.connect("deep-element-added", false, move |args| {
+                let e = args.get(2).and_then(|v| v.get::<gst::Element>().ok())?;
+                if e.factory().is_some_and(|f| f.name().starts_with("avdec_"))
+                    && e.has_property("max-threads")
+                {
+                    e.set_property("max-threads", 1i32);
+                }
+                None
+            });
+        }
         dec.connect_pad_added(move |_, pad| {
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             let is_raw = caps.structure(0).map(|s| s.name() == raw).unwrap_or(false);
@@ -517,8 +540,13 @@ struct FrameProps {
 fn video(cx: &mut Cx<'_>, plan: &RenderPlan) -> Result<gst::Pad, RenderError> {
     let segs = segments(plan);
     let mut outs = Vec::with_capacity(segs.len());
-    for seg in &segs {
-        outs.push(segment(cx, plan, seg)?);
+    for (k, seg) in segs.iter().enumerate() {
+        let before = cx.made.len();
+        let pad = segment(cx, plan, seg)?;
+        if k + 1 < segs.len() {
+            release_when_done(&pad, cx.made[before..].to_vec());
+        }
+        outs.push(pad);
     }
     let single = cx.make("identity")?;
     single.set_property("single-segment", true);
@@ -539,9 +567,43 @@ fn video(cx: &mut Cx<'_>, plan: &RenderPlan) -> Result<gst::Pad, RenderError> {
         }
         cx.link(&[&concat, &single])?;
     }
-    let q = cx.queue(3)?;
-    cx.link(&[&single, &q])?;
-    q.static_pad("src").ok_or_else(|| internal("queue src"))
+    // No queue here: every segment ends in one, and the consumer (the output bin) starts with
+    // its own; a third would only hold three more full frames in flight.
+    single
+        .static_pad("src")
+        .ok_or_else(|| internal("identity src"))
+}
+
+/// Shuts a segment's elements down once its end has passed `pad`: their buffer pools are
+/// deactivated, so the frames the encoder still holds are freed as it lets them go instead of
+/// returning to a pool nobody will use again, and the decoders' threads end. Without this a
+/// render holds every finished segment's pools (the x264 encoder alone keeps ~16 input frames)
+/// while the next segment fills its own: +75 MiB at E1's cut to its third clip.
+fn release_when_done(pad: &gst::Pad, elements: Vec<gst::Element>) {
+    let elements = Mutex::new(Some(elements));
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        let eos = match &info.data {
+            Some(gst::PadProbeData::Event(e)) => e.type_() == gst::EventType::Eos,
+            _ => false,
+        };
+        if !eos {
+            return gst::PadProbeReturn::Ok;
+        }
+        let Some(list) = elements.lock().ok().and_then(|mut l| l.take()) else {
+            return gst::PadProbeReturn::Remove;
+        };
+        // Not from this streaming thread (it belongs to one of these elements): the state
+        // change waits for the EOS to finish its way downstream.
+        if let Some(first) = list.first().cloned() {
+            first.call_async(move |_| {
+                for e in &list {
+                    e.set_locked_state(true);
+                    let _ = e.set_state(gst::State::Null);
+                }
+            });
+        }
+        gst::PadProbeReturn::Remove
+    });
 }
 
 fn segment(cx: &mut Cx<'_>, plan: &RenderPlan, seg: &Segment) -> Result<gst::Pad, RenderError> {
@@ -568,10 +630,14 @@ fn segment(cx: &mut Cx<'_>, plan: &RenderPlan, seg: &Segment) -> Result<gst::Pad
     occs.sort_by(|a, b| a.track.cmp(&b.track).then(a.clip_start.cmp(&b.clip_start)));
 
     let out = cx.out;
-    let direct = occs.len() == 1
-        && occs[0].first == 0
-        && occs[0].frames() == seg.frames
-        && occs[0].parts.iter().all(|(_, _, l)| l.is_full_frame(out));
+    // One full-frame, opaque, unmoving picture under everything else (stills may be blended on
+    // top of it in place): no compositor, no background.
+    let direct = occs.first().is_some_and(|o| {
+        o.layer().is_picture()
+            && o.first == 0
+            && o.frames() == seg.frames
+            && o.parts.iter().all(|(_, _, l)| l.is_full_frame(out))
+    }) && occs.iter().filter(|o| o.layer().is_picture()).count() == 1;
     let mut current: Option<gst::Pad> = None;
     let mut i = 0;
     while i < occs.len() {
@@ -600,6 +666,14 @@ fn segment(cx: &mut Cx<'_>, plan: &RenderPlan, seg: &Segment) -> Result<gst::Pad
         Some(p) => p,
         None => cx.background(seg.frames)?,
     };
+    // A direct picture branch with nothing blended on it already ends in a queue.
+    if end
+        .parent_element()
+        .and_then(|e| e.factory())
+        .is_some_and(|f| f.name() == "queue")
+    {
+        return Ok(end);
+    }
     let q = cx.queue(2)?;
     let qs = q.static_pad("sink").ok_or_else(|| internal("queue sink"))?;
     end.link(&qs).map_err(|e| internal(format!("{e:?}")))?;
@@ -615,7 +689,15 @@ fn picture_branch(
     direct: bool,
 ) -> Result<gst::Pad, RenderError> {
     let l = occ.layer();
-    let LayerSource::Video { path, rotation, .. } = &l.source else {
+    let LayerSource::Video {
+        path,
+        rotation,
+        width,
+        height,
+        fps_num,
+        fps_den,
+    } = &l.source
+    else {
         return Err(internal("picture branch for a still"));
     };
     let out = cx.out;
@@ -636,24 +718,6 @@ fn picture_branch(
     let lo = targets.iter().copied().min().unwrap_or(0);
     let hi = targets.iter().copied().max().unwrap_or(0);
     let label = format!("clip {:?}", l.clip_id);
-    let fm = FrameMap::new(MapSpec {
-        targets,
-        pts,
-        fps: (out.fps_num as i32, out.fps_den as i32),
-        label: label.clone(),
-    });
-    cx.pipeline.add(&fm).map_err(internal)?;
-    let fm: gst::Element = fm.upcast();
-    let mut chain: Vec<gst::Element> = vec![fm.clone()];
-    let c = l.geometry.crop;
-    if c != Default::default() {
-        let crop = cx.make("videocrop")?;
-        crop.set_property("left", c.left as i32);
-        crop.set_property("right", c.right as i32);
-        crop.set_property("top", c.top as i32);
-        crop.set_property("bottom", c.bottom as i32);
-        chain.push(crop);
-    }
     // Size on screen: the static rect, or the largest an animation reaches (the compositor
     // scales down from there).
     let table = occ.table();
@@ -662,6 +726,46 @@ fn picture_branch(
     });
     let turns = (rotation / 90 + u32::from(l.geometry.quarter_turns)) % 4;
     let (pw, ph) = if turns % 2 == 1 { (h, w) } else { (w, h) };
+    let c = l.geometry.crop;
+    let reshaped = c != Default::default()
+        || turns != 0
+        || (i64::from(*width), i64::from(*height)) != (i64::from(pw), i64::from(ph));
+    // A source with fewer frames than the layer shows (a lower frame rate, slow motion) is
+    // scaled before the frame map repeats its frames, so each source frame is scaled once. Not
+    // on a direct branch: stills may be blended in place after it, and a frame the map still
+    // holds (to repeat it) would have to be copied first.
+    let scale_first = reshaped
+        && !direct
+        && l.timing.as_ref().is_some_and(|t| {
+            !t.reverse
+                && *fps_num > 0
+                && u64::from(*fps_num) * u64::from(t.speed_milli) * u64::from(out.fps_den)
+                    < u64::from(out.fps_num) * 1000 * u64::from(*fps_den)
+        });
+    let fm = FrameMap::new(MapSpec {
+        targets,
+        pts,
+        fps: (out.fps_num as i32, out.fps_den as i32),
+        label: label.clone(),
+        // Unless the frames leave this branch untouched (a full-frame source passed through
+        // to the output), everything after the map handles padded frames.
+        video_meta: !direct || reshaped,
+    });
+    cx.pipeline.add(&fm).map_err(internal)?;
+    let fm: gst::Element = fm.upcast();
+    cx.made.push(fm.clone());
+    let mut chain: Vec<gst::Element> = Vec::new();
+    if !scale_first {
+        chain.push(fm.clone());
+    }
+    if c != Default::default() {
+        let crop = cx.make("videocrop")?;
+        crop.set_property("left", c.left as i32);
+        crop.set_property("right", c.right as i32);
+        crop.set_property("top", c.top as i32);
+        crop.set_property("bottom", c.bottom as i32);
+        chain.push(crop);
+    }
     let scale = cx.convertscale()?;
     let scaled = cx.capsfilter(
         gst::Caps::builder("video/x-raw")
@@ -684,6 +788,9 @@ fn picture_branch(
         );
         chain.push(flip);
     }
+    if scale_first {
+        chain.push(fm.clone());
+    }
     let fin = if direct {
         cx.capsfilter(cx.video_caps("I420", None))?
     } else {
@@ -694,9 +801,9 @@ fn picture_branch(
     chain.push(q.clone());
     let refs: Vec<&gst::Element> = chain.iter().collect();
     cx.link(&refs)?;
-    let sink = fm
+    let sink = chain[0]
         .static_pad("sink")
-        .ok_or_else(|| internal("framemap sink"))?;
+        .ok_or_else(|| internal("branch sink"))?;
     let stop = hi + TOLERANCE_NS + 1;
     let _ = seg;
     cx.source(path, "video", &label, (lo, stop), sink)?;
@@ -717,15 +824,20 @@ fn composite(
     let comp = cx.make("compositor")?;
     comp.set_property_from_str("background", "black");
     comp.set_property("emit-signals", true);
+    // The background is only needed where no opaque picture covers the whole frame: a
+    // compositor skips what is obscured, but the background would still be generated.
     let bottom = match base {
-        Some(p) => p,
-        None => cx.background(seg.frames)?,
+        Some(p) => Some(p),
+        None if covered(seg, run, out) => None,
+        None => Some(cx.background(seg.frames)?),
     };
-    let pad0 = comp
-        .request_pad_simple("sink_%u")
-        .ok_or_else(|| internal("compositor pad"))?;
-    pad0.set_property("zorder", 0u32);
-    bottom.link(&pad0).map_err(|e| internal(format!("{e:?}")))?;
+    if let Some(bottom) = bottom {
+        let pad0 = comp
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| internal("compositor pad"))?;
+        pad0.set_property("zorder", 0u32);
+        bottom.link(&pad0).map_err(|e| internal(format!("{e:?}")))?;
+    }
     type Table = (gst::Pad, i64, Vec<FrameProps>);
     let mut animated: Vec<Table> = Vec::new();
     for (z, occ) in run.iter().enumerate() {
@@ -786,6 +898,26 @@ fn composite(
         .last()
         .and_then(|e| e.static_pad("src"))
         .ok_or_else(|| internal("composite src"))
+}
+
+/// Every frame of the segment shows at least one opaque picture over the whole frame (no mask,
+/// full alpha), so nothing below the run can be seen.
+fn covered(seg: &Segment, run: &[Occ<'_>], out: &PlanOutput) -> bool {
+    let full = Rect {
+        x: 0,
+        y: 0,
+        width: out.width as i32,
+        height: out.height as i32,
+    };
+    let tables: Vec<(i64, Vec<FrameProps>)> = run.iter().map(|o| (o.first, o.table())).collect();
+    (0..seg.frames).all(|j| {
+        tables.iter().any(|(first, t)| {
+            usize::try_from(j - first)
+                .ok()
+                .and_then(|i| t.get(i))
+                .is_some_and(|f| f.rect == full && f.alpha >= 1.0 && f.mask.is_none())
+        })
+    })
 }
 
 fn set_pad(pad: &gst::Pad, f: &FrameProps) {

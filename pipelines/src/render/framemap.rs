@@ -37,6 +37,10 @@ pub(crate) struct MapSpec {
     pub fps: (i32, i32),
     /// For messages.
     pub label: String,
+    /// Everything downstream of this branch copies or maps frames through their video meta
+    /// (a compositor, a scaler that changes the size): upstream may then hand over padded
+    /// decoder buffers instead of copying each frame into the default layout.
+    pub video_meta: bool,
 }
 
 #[derive(Default)]
@@ -201,8 +205,15 @@ mod imp {
                 // Answered here, not forwarded: downstream of a later segment sits behind an
                 // inactive concat pad, which holds serialized queries until its turn, and the
                 // decoder would never produce the first frame the positioning seek waits for.
-                // The decoder then uses its own buffer pool.
-                gst::QueryViewMut::Allocation(_) => false,
+                // The decoder then uses its own buffer pool; told that video meta is fine, it
+                // sends its padded frames as they are rather than copying each one.
+                gst::QueryViewMut::Allocation(q) => {
+                    let ok = self.lock().spec.video_meta;
+                    if ok {
+                        q.add_allocation_meta::<gstreamer_video::VideoMeta>(None);
+                    }
+                    ok
+                }
                 gst::QueryViewMut::Drain(_) => true,
                 _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
             }
