@@ -67,18 +67,33 @@ fn probe_sources(
 ) -> Result<HashMap<String, SourceMedia>, String> {
     let mut ids = std::collections::BTreeSet::new();
     collect_ids(doc, &mut ids);
-    let mut sources = HashMap::new();
-    for id in ids {
-        let path = if Path::new(&id).is_absolute() {
-            PathBuf::from(&id)
-        } else {
-            base.join(&id)
-        };
-        let report = nve_pipelines::probe::probe(&path, Duration::from_secs(60))
-            .map_err(|e| format!("source {id:?} ({}): {e}", path.display()))?;
-        sources.insert(id, SourceMedia::from_probe(path, &report));
-    }
-    Ok(sources)
+    // Probed side by side: each probe mostly waits on its demuxer, and a document's sources are
+    // checked before anything can be built, so this is start-up time of every render.
+    let probed: Vec<Result<(String, SourceMedia), String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .into_iter()
+            .map(|id| {
+                scope.spawn(move || {
+                    let path = if Path::new(&id).is_absolute() {
+                        PathBuf::from(&id)
+                    } else {
+                        base.join(&id)
+                    };
+                    nve_pipelines::probe::probe(&path, Duration::from_secs(60))
+                        .map(|report| (id.clone(), SourceMedia::from_probe(path.clone(), &report)))
+                        .map_err(|e| format!("source {id:?} ({}): {e}", path.display()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a source probe panicked".to_owned()))
+            })
+            .collect()
+    });
+    probed.into_iter().collect()
 }
 
 fn collect_ids(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
