@@ -65,8 +65,8 @@ fn probe_sources(
     doc: &serde_json::Value,
     base: &Path,
 ) -> Result<HashMap<String, SourceMedia>, String> {
-    let mut ids = std::collections::BTreeSet::new();
-    collect_ids(doc, &mut ids);
+    let mut ids = std::collections::HashSet::new();
+    crate::collab::asset_facts::in_json(doc, &mut ids);
     // Probed side by side: each probe mostly waits on its demuxer, and a document's sources are
     // checked before anything can be built, so this is start-up time of every render.
     let probed: Vec<Result<(String, SourceMedia), String>> = std::thread::scope(|scope| {
@@ -94,39 +94,6 @@ fn probe_sources(
             .collect()
     });
     probed.into_iter().collect()
-}
-
-fn collect_ids(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                match v {
-                    serde_json::Value::String(s) if k == "asset_id" => {
-                        out.insert(s.clone());
-                    }
-                    other => collect_ids(other, out),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_ids(v, out)),
-        _ => {}
-    }
-}
-
-fn asset_info(s: &SourceMedia) -> AssetInfo {
-    let (width, height) = if s.rotation % 180 == 90 {
-        (s.height, s.width)
-    } else {
-        (s.width, s.height)
-    };
-    AssetInfo {
-        duration_ns: s.duration_ns,
-        has_video: s.has_video && !s.is_image,
-        has_audio: s.has_audio && !s.is_image,
-        is_image: s.is_image,
-        width,
-        height,
-    }
 }
 
 /// Draws progress on one line of a terminal, or a line per tenth elsewhere (CI logs).
@@ -197,7 +164,7 @@ pub fn main(args: &RenderArgs<'_>) -> ExitCode {
     };
     let facts: HashMap<String, AssetInfo> = sources
         .iter()
-        .map(|(k, v)| (k.clone(), asset_info(v)))
+        .map(|(k, v)| (k.clone(), nve_pipelines::render::file::asset_info(v)))
         .collect();
     let lookup_facts = |id: &str| facts.get(id).copied();
     let limits = TimelineLimits::default();

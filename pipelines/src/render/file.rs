@@ -186,8 +186,8 @@ pub fn conform(
         })
 }
 
-/// The validation facts of a source.
-fn asset_info(s: &SourceMedia) -> AssetInfo {
+/// The validation facts of a source (display size: a rotated source as it looks).
+pub fn asset_info(s: &SourceMedia) -> AssetInfo {
     let (width, height) = if s.rotation % 180 == 90 {
         (s.height, s.width)
     } else {
