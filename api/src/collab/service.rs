@@ -94,20 +94,6 @@ async fn history_facts<C: ConnectionTrait>(
     asset_facts::load(db, project, &ids, &ids).await
 }
 
-/// Replaying history re-applies ops that were valid when committed; limits configured later
-/// (lower, or higher than the defaults) must not make the past unreadable.
-fn replay_limits() -> TimelineLimits {
-    TimelineLimits {
-        max_tracks: usize::MAX,
-        max_clips: usize::MAX,
-        max_keyframes_per_clip: usize::MAX,
-        max_effects_per_clip: usize::MAX,
-        max_title_chars: usize::MAX,
-        max_duration: std::time::Duration::from_secs(u64::from(u32::MAX)),
-        strict_grid: false,
-    }
-}
-
 /// A new project's timeline: 1080p30 with one video and one audio track.
 pub fn initial_timeline() -> Timeline {
     Timeline {
@@ -227,7 +213,8 @@ pub async fn at_version<C: ConnectionTrait>(
         .into_tuple()
         .all(db)
         .await?;
-    let limits = replay_limits();
+    // Replaying history re-applies ops that were valid when committed.
+    let limits = TimelineLimits::unbounded();
     let ops: Vec<&serde_json::Value> = rows.iter().map(|(_, op)| op).collect();
     let facts = history_facts(db, project, &tl, &ops).await?;
     let lookup = |id: &str| facts.get(id).copied();
@@ -279,7 +266,8 @@ pub async fn events_after(
         .await?;
     // Ops are written in seconds using the document they were applied to.
     let mut before = at_version(db, project, after).await?;
-    let limits = replay_limits();
+    // Replaying history re-applies ops that were valid when committed.
+    let limits = TimelineLimits::unbounded();
     let ops: Vec<&serde_json::Value> = rows.iter().map(|r| &r.ops).collect();
     let facts = history_facts(db, project, &before, &ops).await?;
     let lookup = |id: &str| facts.get(id).copied();

@@ -29,7 +29,7 @@ use nve_worker::jobs as store;
 use nve_worker::{netguard, runtime};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ErrorKind, FieldError, RequestInfo};
+use crate::error::{ApiError, FieldError, RequestInfo};
 use crate::payload::JsonBody;
 use crate::routes::ApiTags;
 use crate::routes::assets::{DownloadResponse, etag_matches, open_range};
@@ -119,19 +119,17 @@ pub enum FrameResponse {
 }
 
 fn to_render(r: renders::Model, job: jobs::Model) -> Render {
-    let range = match (r.range_start, r.range_end) {
-        (Some(a), Some(b)) => serde_json::from_value::<Timeline>(r.document.clone())
-            .ok()
-            .map(|t| TimeRange {
-                start: t
-                    .output
-                    .frame_rate
-                    .frames_to_seconds(nve_pipelines::timeline::Frames(a)),
-                end: t
-                    .output
-                    .frame_rate
-                    .frames_to_seconds(nve_pipelines::timeline::Frames(b)),
-            }),
+    // Only the frame rate is needed to show the range: lists must not decode whole documents.
+    let rate = r
+        .document
+        .get("output")
+        .and_then(|o| o.get("frame_rate"))
+        .and_then(|v| serde_json::from_value::<nve_pipelines::timeline::Rate>(v.clone()).ok());
+    let range = match (r.range_start, r.range_end, rate) {
+        (Some(a), Some(b), Some(rate)) => Some(TimeRange {
+            start: rate.frames_to_seconds(nve_pipelines::timeline::Frames(a)),
+            end: rate.frames_to_seconds(nve_pipelines::timeline::Frames(b)),
+        }),
         _ => None,
     };
     Render {
@@ -174,19 +172,18 @@ async fn visible(
     Ok((render, job))
 }
 
-/// The sources of a document, from the project's ready assets: local paths are not needed to
-/// plan, so the asset id stands in for the path.
-async fn plan_sources(
+/// The project's ready assets a document uses, with their probe reports.
+async fn ready_assets(
     state: &AppState,
     project: Uuid,
     timeline: &Timeline,
-) -> Result<HashMap<String, SourceMedia>, ApiError> {
+) -> Result<Vec<(assets::Model, nve_pipelines::probe::ProbeReport)>, ApiError> {
     let ids: Vec<Uuid> = crate::collab::asset_facts::in_timeline(timeline)
         .iter()
         .filter_map(|s| Uuid::parse_str(s).ok())
         .collect();
     if ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
     let rows = assets::Entity::find()
         .filter(assets::Column::ProjectId.eq(project))
@@ -197,13 +194,28 @@ async fn plan_sources(
     Ok(rows
         .into_iter()
         .filter_map(|a| {
-            let report: nve_pipelines::probe::ProbeReport =
-                serde_json::from_value(a.probe?).ok()?;
+            let report = serde_json::from_value(a.probe.clone()?).ok()?;
+            Some((a, report))
+        })
+        .collect())
+}
+
+/// The sources of a document for planning: local paths are not needed to plan, so the asset
+/// id stands in for the path.
+async fn plan_sources(
+    state: &AppState,
+    project: Uuid,
+    timeline: &Timeline,
+) -> Result<HashMap<String, SourceMedia>, ApiError> {
+    Ok(ready_assets(state, project, timeline)
+        .await?
+        .into_iter()
+        .map(|(a, report)| {
             let id = a.id.to_string();
-            Some((
+            (
                 id.clone(),
                 SourceMedia::from_probe(PathBuf::from(id), &report),
-            ))
+            )
         })
         .collect())
 }
@@ -567,37 +579,13 @@ impl RendersApi {
         // Local files for the assets in view: the API reads them through storage like a
         // worker (a local directory directly, object storage through the cache).
         let mut sources = HashMap::new();
-        let ids: Vec<Uuid> = crate::collab::asset_facts::in_timeline(&timeline)
-            .iter()
-            .filter_map(|s| Uuid::parse_str(s).ok())
-            .collect();
-        if !ids.is_empty() {
-            for a in assets::Entity::find()
-                .filter(assets::Column::ProjectId.eq(id.0))
-                .filter(assets::Column::Id.is_in(ids))
-                .filter(assets::Column::Status.eq("ready"))
-                .all(&state.db)
-                .await?
-            {
-                let Some(Ok(report)) = a
-                    .probe
-                    .clone()
-                    .map(serde_json::from_value::<nve_pipelines::probe::ProbeReport>)
-                else {
-                    continue;
-                };
-                let path = state
-                    .storage
-                    .local_input(&a.storage_key)
-                    .await
-                    .map_err(|e| {
-                        let mut err =
-                            ApiError::new(ErrorKind::Unavailable, format!("media storage: {e}"));
-                        err.transient = true;
-                        err
-                    })?;
-                sources.insert(a.id.to_string(), SourceMedia::from_probe(path, &report));
-            }
+        for (a, report) in ready_assets(&state, id.0, &timeline).await? {
+            let path = state
+                .storage
+                .local_input(&a.storage_key)
+                .await
+                .map_err(crate::routes::assets::storage_error)?;
+            sources.insert(a.id.to_string(), SourceMedia::from_probe(path, &report));
         }
         let jpeg = tokio::task::spawn_blocking(move || {
             let lookup = |k: &str| sources.get(k).cloned();

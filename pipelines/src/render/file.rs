@@ -163,15 +163,7 @@ pub fn conform(
         .collect();
     let info = |id: &str| facts.get(id).copied();
     // The document was valid when it was stored; its limits are not this render's business.
-    let limits = TimelineLimits {
-        max_tracks: usize::MAX,
-        max_clips: usize::MAX,
-        max_keyframes_per_clip: usize::MAX,
-        max_effects_per_clip: usize::MAX,
-        max_title_chars: usize::MAX,
-        max_duration: std::time::Duration::from_secs(u64::from(u32::MAX)),
-        strict_grid: false,
-    };
+    let limits = TimelineLimits::unbounded();
     let cx = Context {
         limits: &limits,
         assets: &info,
@@ -225,6 +217,15 @@ pub fn plan_file(job: &FileRender<'_>) -> Result<(RenderPlan, ResolvedFormats), 
     Ok((plan(&conformed, job.sources, range)?, resolved))
 }
 
+/// Probes the written file; a file that does not check out is removed, so a failure leaves
+/// nothing at the output path.
+fn verify_or_remove(job: &FileRender<'_>) -> Result<String, FileError> {
+    verify_file(job.profile, job.output).map_err(|e| {
+        let _ = std::fs::remove_file(job.output);
+        e.into()
+    })
+}
+
 /// Renders `job` to its output file. On failure, nothing is left at the output path.
 pub fn render_to_file(
     job: &FileRender<'_>,
@@ -242,13 +243,7 @@ pub fn render_to_file(
                 match super::smart::smart_render(&sp, job.output, progress, cancel) {
                     Ok(r) => {
                         let verify_started = Instant::now();
-                        let verified = match verify_file(job.profile, job.output) {
-                            Ok(v) => v,
-                            Err(e) => {
-                                let _ = std::fs::remove_file(job.output);
-                                return Err(e.into());
-                            }
-                        };
+                        let verified = verify_or_remove(job)?;
                         return Ok(FileReport {
                             bytes: r.bytes,
                             frames: r.frames,
@@ -343,13 +338,7 @@ pub fn render_to_file(
         match finished {
             Ok((report, written)) => {
                 let verify_started = Instant::now();
-                let verified = match verify_file(job.profile, job.output) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        let _ = std::fs::remove_file(job.output);
-                        return Err(e.into());
-                    }
-                };
+                let verified = verify_or_remove(job)?;
                 return Ok(FileReport {
                     bytes: written.bytes,
                     frames: report.frames,

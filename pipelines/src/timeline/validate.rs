@@ -60,6 +60,20 @@ impl Default for TimelineLimits {
 }
 
 impl TimelineLimits {
+    /// No limits: for re-reading documents that were valid when they were stored (history
+    /// replay, renders), which limits configured later must not make unreadable.
+    pub fn unbounded() -> Self {
+        TimelineLimits {
+            max_tracks: usize::MAX,
+            max_clips: usize::MAX,
+            max_keyframes_per_clip: usize::MAX,
+            max_effects_per_clip: usize::MAX,
+            max_title_chars: usize::MAX,
+            max_duration: Duration::from_secs(u64::from(u32::MAX)),
+            strict_grid: false,
+        }
+    }
+
     /// The last frame a clip may end on.
     pub fn max_frames(&self, rate: Rate) -> Frames {
         let ns = i64::try_from(self.max_duration.as_nanos()).unwrap_or(i64::MAX);
