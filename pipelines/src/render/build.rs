@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gstreamer as gst;
+use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::framemap::{FrameMap, MapSpec, TOLERANCE_NS};
@@ -1168,13 +1169,48 @@ fn audio_segment(
     mixer: &gst::Element,
 ) -> Result<(), RenderError> {
     let out = cx.out.clone();
-    let conv = cx.make("audioconvert")?;
-    let res = cx.make("audioresample")?;
-    let caps = cx.capsfilter(cx.audio_caps())?;
-    let q = cx.queue(8)?;
-    cx.link(&[&conv, &res, &caps, &q])?;
     let start = out.frame_ns(seg.start);
     let len = out.frame_ns(seg.start + seg.frames) - start;
+    let label = format!("clip {:?} (sound)", seg.clip_id);
+    // A retimed segment comes from an appsrc in output caps; a streamed one is decoded,
+    // converted and resampled here.
+    let (head, caps) = if seg.retimed() {
+        std::fs::canonicalize(&seg.path).map_err(|e| {
+            RenderError::MissingSource(format!("{label}: {}: {e}", seg.path.display()))
+        })?;
+        cx.n += 1;
+        let src = gst_app::AppSrc::builder()
+            .name(format!("src-{}-retimed", cx.n))
+            .caps(&cx.audio_caps())
+            .format(gst::Format::Time)
+            .max_buffers(4)
+            .build();
+        cx.pipeline.add(&src).map_err(internal)?;
+        let frames_out = usize::try_from(
+            (i128::from(len) * i128::from(out.sample_rate) + 500_000_000) / 1_000_000_000,
+        )
+        .unwrap_or(0);
+        super::retime::retimed_source(
+            &src,
+            &seg.path,
+            (seg.source_start_ns, seg.source_end_ns),
+            seg.speed_milli,
+            seg.reverse,
+            (out.sample_rate, out.channels.into()),
+            frames_out,
+        );
+        let src: gst::Element = src.upcast();
+        cx.made.push(src.clone());
+        (None, src)
+    } else {
+        let conv = cx.make("audioconvert")?;
+        let res = cx.make("audioresample")?;
+        let caps = cx.capsfilter(cx.audio_caps())?;
+        cx.link(&[&conv, &res, &caps])?;
+        (Some(conv), caps)
+    };
+    let q = cx.queue(8)?;
+    cx.link(&[&caps, &q])?;
     // The gain envelope, applied per sample from the time since the segment's start.
     let gain = seg.gain.clone();
     let unity = gain.iter().all(|p| (p.gain - 1.0).abs() < 1e-12);
@@ -1236,10 +1272,12 @@ fn audio_segment(
         .request_pad_simple("sink_%u")
         .ok_or_else(|| internal("mixer pad"))?;
     qsrc.link(&mpad).map_err(|e| internal(format!("{e:?}")))?;
+    let Some(conv) = head else {
+        return Ok(());
+    };
     let sink = conv
         .static_pad("sink")
         .ok_or_else(|| internal("convert sink"))?;
-    let label = format!("clip {:?} (sound)", seg.clip_id);
     cx.source(
         &seg.path,
         "audio",

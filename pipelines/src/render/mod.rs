@@ -18,6 +18,7 @@ mod framemap;
 pub mod output;
 pub mod plan;
 pub mod profiles;
+mod retime;
 pub mod run;
 pub mod smart;
 mod stills;

@@ -28,6 +28,10 @@ use crate::timeline::{
 /// frames one reversed span may hold.
 pub const REVERSE_MEMORY_LIMIT: u64 = 1 << 30;
 
+/// Sound played at another speed or backwards is decoded into memory first (about 23 MiB a
+/// minute of stereo at 48 kHz, twice: decoded and retimed); this bounds one clip's stretch.
+pub const RETIMED_SOUND_LIMIT_SECS: f64 = 600.0;
+
 /// Largest picture a layer may be scaled to while its geometry is animated (a static layer is
 /// cut to its visible part, so it never exceeds the output).
 pub const MAX_ANIMATED_SIZE: i32 = 8192;
@@ -369,8 +373,20 @@ pub struct AudioSegment {
     pub frames: i64,
     /// The clip's frame index at `start`.
     pub clip_offset: i64,
-    /// Source time at `start` (ns); the sound plays forwards at speed 1 from there.
+    /// Source time at `start` (ns); the sound plays forwards at speed 1 from there. For a
+    /// retimed segment (`speed_milli != 1000` or `reverse`), the start of the source stretch it
+    /// plays (the earlier end, also when reversed).
     pub source_start_ns: i64,
+    /// End of the source stretch a retimed segment plays (ns); 0 when not retimed.
+    #[serde(default)]
+    pub source_end_ns: i64,
+    /// Playback speed in thousandths (1000 = normal). Sound follows the picture like tape: a
+    /// faster clip plays higher, a slower one lower, and stays in sync to the sample.
+    #[serde(default = "normal_speed")]
+    pub speed_milli: u32,
+    /// Played backwards.
+    #[serde(default)]
+    pub reverse: bool,
     /// Linear gain, piecewise linear between points; `frame` is relative to `start` (0..=frames).
     /// Clip and track gain, fades, transition crossfades and volume keyframes are all in it.
     pub gain: Vec<GainPoint>,
@@ -382,7 +398,16 @@ pub struct GainPoint {
     pub gain: f64,
 }
 
+fn normal_speed() -> u32 {
+    1000
+}
+
 impl AudioSegment {
+    /// Played at another speed or backwards: decoded ahead and retimed, not streamed.
+    pub fn retimed(&self) -> bool {
+        self.speed_milli != 1000 || self.reverse
+    }
+
     /// Linear gain at `frame` (relative to `start`, fractional).
     pub fn gain_at(&self, frame: f64) -> f64 {
         let pts = &self.gain;
@@ -1076,17 +1101,41 @@ fn audio_segments(tl: &Timeline, cx: &Cx<'_>) -> Result<Vec<AudioSegment>, Rende
             if !m.has_audio {
                 continue;
             }
-            if clip.speed.millis() != 1000 || clip.reverse {
-                return Err(RenderError::Unsupported(format!(
-                    "clip {:?}: sound at speed {} {}is not rendered yet; mute the clip's audio",
-                    clip.id,
-                    clip.speed.as_f64(),
-                    if clip.reverse { "reversed " } else { "" }
-                )));
-            }
             let k0 = start - clip.start.get();
             let frames = end - start;
             let gain = gain_points(track, clip, k0, frames);
+            let speed = clip.speed.millis();
+            let (fps_num, fps_den) = (cx.out.fps_num, cx.out.fps_den);
+            // Source position (thousandths of an output frame) at clip frame `k`, continuous:
+            // a reversed clip plays its source stretch from its end back to its start.
+            let at = |k: i64| -> i128 {
+                let j = if clip.reverse {
+                    clip.duration.get() - k
+                } else {
+                    k
+                };
+                i128::from(clip.in_point.get()) * 1000 + i128::from(j) * i128::from(speed)
+            };
+            let (lo, hi) = if clip.reverse {
+                (at(k0 + frames), at(k0))
+            } else {
+                (at(k0), at(k0 + frames))
+            };
+            let retimed = speed != 1000 || clip.reverse;
+            if retimed {
+                // The stretch is decoded into memory before it plays (both the decoded and
+                // the retimed samples), so its length is bounded.
+                let longest = (hi - lo).max(i128::from(frames) * 1000);
+                let seconds = longest as f64 / 1000.0 / cx.out.fps();
+                if seconds > RETIMED_SOUND_LIMIT_SECS {
+                    return Err(RenderError::Unsupported(format!(
+                        "clip {:?}: sound at another speed or reversed is limited to {} \
+                         minutes per clip; split the clip",
+                        clip.id,
+                        RETIMED_SOUND_LIMIT_SECS / 60.0
+                    )));
+                }
+            }
             segs.push(AudioSegment {
                 clip_id: clip.id.clone(),
                 track: ti,
@@ -1094,11 +1143,14 @@ fn audio_segments(tl: &Timeline, cx: &Cx<'_>) -> Result<Vec<AudioSegment>, Rende
                 start: start - a,
                 frames,
                 clip_offset: k0,
-                source_start_ns: frames_ns_floor(
-                    i128::from(clip.in_point.get() + k0) * 1000,
-                    cx.out.fps_num,
-                    cx.out.fps_den,
-                ),
+                source_start_ns: frames_ns_floor(lo, fps_num, fps_den),
+                source_end_ns: if retimed {
+                    frames_ns_floor(hi, fps_num, fps_den)
+                } else {
+                    0
+                },
+                speed_milli: speed,
+                reverse: clip.reverse,
                 gain,
             });
         }
@@ -1199,6 +1251,15 @@ impl fmt::Display for RenderPlan {
                 file_name(&a.path),
                 a.source_start_ns as f64 / 1e9
             )?;
+            if a.retimed() {
+                write!(
+                    f,
+                    " to {:.3} s at {}x{}",
+                    a.source_end_ns as f64 / 1e9,
+                    f64::from(a.speed_milli) / 1000.0,
+                    if a.reverse { " reversed" } else { "" }
+                )?;
+            }
             match a.gain.as_slice() {
                 [p] => writeln!(f, ", {:+.1} dB", g(p))?,
                 [p, q] if (p.gain - q.gain).abs() < 1e-12 => writeln!(f, ", {:+.1} dB", g(p))?,

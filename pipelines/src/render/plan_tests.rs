@@ -307,15 +307,63 @@ fn speed_and_reverse_map_source_times() {
     assert_eq!(t(1).last_ns, 1_000_000_000);
     // slow: half frames.
     assert_eq!(t(2).source_ns(3), 50_000_000);
-    // Sound at another speed is refused rather than rendered wrong.
-    let mut loud = clip("loud", "a", 0, 0, 10);
-    loud.speed = Speed::from_f64(2.0).expect("speed");
-    assert_eq!(
-        super::plan(&tl(vec![video("v", vec![loud])]), &media, None)
-            .err()
-            .map(|e| e.code()),
-        Some("unsupported")
-    );
+}
+
+#[test]
+fn sound_at_speed_or_reversed_plays_the_stretch_the_picture_shows() {
+    // 30 fps output; in-point 30 frames (1 s).
+    let mut fast = clip("fast", "a", 0, 30, 10);
+    fast.speed = Speed::from_f64(2.0).expect("speed");
+    let mut back = clip("back", "a", 10, 30, 10);
+    back.reverse = true;
+    let mut slow = clip("slow", "a", 20, 30, 10);
+    slow.speed = Speed::from_f64(0.5).expect("speed");
+    slow.reverse = true;
+    let plan = p(&tl(vec![video("v", vec![fast, back, slow])]));
+    let a = |id: &str| {
+        plan.audio
+            .iter()
+            .find(|s| s.clip_id == id)
+            .cloned()
+            .expect("segment")
+    };
+    let ns = |f: i64| f * 1_000_000_000 / 30;
+    // 10 frames at 2x: source 30..50.
+    let f = a("fast");
+    assert!(f.retimed() && !f.reverse && f.speed_milli == 2000);
+    assert_eq!((f.source_start_ns, f.source_end_ns), (ns(30), ns(50)));
+    // Reversed at 1x: source 30..40 played from 40 back to 30.
+    let b = a("back");
+    assert!(b.retimed() && b.reverse);
+    assert_eq!((b.source_start_ns, b.source_end_ns), (ns(30), ns(40)));
+    // Half speed, reversed: source 30..35.
+    let s = a("slow");
+    assert_eq!(s.source_start_ns, ns(30));
+    assert!((s.source_end_ns - ns(35)).abs() <= 1);
+    // A range that starts inside a reversed clip plays the earlier source part.
+    let r = clips_plan(&[("back", 10, 30, 10, true)], (13, 18));
+    let seg = &r.audio[0];
+    assert_eq!((seg.start, seg.frames), (0, 5));
+    // Clip frames 3..8 of 10 reversed show source 30 + (10-8)..30 + (10-3).
+    assert!((seg.source_start_ns - ns(32)).abs() <= 1);
+    assert!((seg.source_end_ns - ns(37)).abs() <= 1);
+    // Plain sound is unchanged.
+    let plain = clips_plan(&[("p", 0, 30, 10, false)], (0, 10));
+    assert!(!plain.audio[0].retimed());
+    assert_eq!(plain.audio[0].source_start_ns, ns(30));
+}
+
+fn clips_plan(clips: &[(&str, i64, i64, i64, bool)], range: (i64, i64)) -> RenderPlan {
+    let media = |id: &str| media(id);
+    let list = clips
+        .iter()
+        .map(|(id, start, inp, dur, rev)| {
+            let mut c = clip(id, "a", *start, *inp, *dur);
+            c.reverse = *rev;
+            c
+        })
+        .collect();
+    plan(&tl(vec![video("v", list)]), &media, Some(range)).expect("plan")
 }
 
 #[test]
