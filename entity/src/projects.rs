@@ -9,6 +9,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub description: String,
     pub owner_id: Uuid,
+    /// Made for one standalone render (`POST /v1/renders`); left out of the project list.
+    pub scratch: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

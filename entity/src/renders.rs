@@ -22,6 +22,9 @@ pub struct Model {
     pub output_key: Option<String>,
     /// Verification probe, encoder, stage timings.
     pub output: Option<Json>,
+    /// Standalone renders only: URL source name → the asset it was imported into (the job
+    /// waits for those imports before rendering). `None` for a project's render.
+    pub sources: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -10,6 +10,7 @@ mod m20261130_000004_dispatch_webhooks;
 mod m20261130_000005_assets;
 mod m20261130_000006_uploads_imports;
 mod m20261130_000007_renders;
+mod m20261130_000008_standalone_renders;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_assets::Migration),
             Box::new(m20261130_000006_uploads_imports::Migration),
             Box::new(m20261130_000007_renders::Migration),
+            Box::new(m20261130_000008_standalone_renders::Migration),
         ]
     }
 }

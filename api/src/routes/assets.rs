@@ -265,6 +265,77 @@ pub fn display_name(raw: Option<&str>) -> String {
     }
 }
 
+/// Records an import by URL in `txn`: the asset, `importing`, and its `import` job (to
+/// dispatch once committed). Named `name`, or after the last segment of the URL's path.
+/// Standalone renders import their URL sources through here too, so those go through the
+/// same fetch, probe and deduplication as any import.
+pub(crate) async fn record_import<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    state: &AppState,
+    project: Uuid,
+    user: Uuid,
+    checked: &nve_worker::netguard::CheckedUrl,
+    name: Option<&str>,
+    correlation_id: String,
+) -> Result<(assets::Model, nve_entity::jobs::Model), ApiError> {
+    let from_url = checked
+        .url
+        .path_segments()
+        .and_then(|mut segments| segments.next_back())
+        .map(|s| {
+            url::form_urlencoded::parse(format!("n={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        });
+    let name = display_name(name.or(from_url.as_deref()));
+    let now = Utc::now();
+    let asset_id = Uuid::now_v7();
+    let job = store::enqueue(
+        txn,
+        store::NewJob {
+            project_id: Some(project),
+            created_by: Some(user),
+            queue: store::Queue::Edit,
+            kind: KIND_IMPORT.into(),
+            payload: serde_json::json!({"asset_id": asset_id}),
+            priority: store::PRIORITY_INTERACTIVE,
+            max_attempts: state.config.jobs.max_attempts,
+            correlation_id,
+            callback_url: None,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        store::JobError::Database(db) => ApiError::from(db),
+        other => ApiError::internal(other),
+    })?;
+    let asset = assets::ActiveModel {
+        id: Set(asset_id),
+        project_id: Set(project),
+        uploaded_by: Set(Some(user)),
+        status: Set("importing".into()),
+        kind: Set(None),
+        original_name: Set(name),
+        content_type: Set("application/octet-stream".into()),
+        size_bytes: Set(0),
+        // Unique per project: a placeholder until the content is known.
+        sha256: Set(format!("importing:{asset_id}")),
+        storage_key: Set(String::new()),
+        probe: Set(None),
+        derived: Set(None),
+        error_code: Set(None),
+        error_message: Set(None),
+        job_id: Set(Some(job.id)),
+        source_url: Set(Some(checked.url.to_string())),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    Ok((asset, job))
+}
+
 /// Why an upload stopped.
 enum Stop {
     /// Over the limit; the rest of the body, to drain.
@@ -510,62 +581,17 @@ impl AssetsApi {
                 .map_err(|e| {
                     ApiError::validation(vec![FieldError::new("/url", e.code(), e.to_string())])
                 })?;
-        let from_url = checked
-            .url
-            .path_segments()
-            .and_then(|mut segments| segments.next_back())
-            .map(|s| {
-                url::form_urlencoded::parse(format!("n={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            });
-        let name = display_name(body.name.as_deref().or(from_url.as_deref()));
-        let now = Utc::now();
-        let asset_id = Uuid::now_v7();
         let correlation_id = crate::error::RequestInfo::correlation_id(req);
         let txn = nve_worker::db::begin_write(&state.db).await?;
-        let job = store::enqueue(
+        let (asset, job) = record_import(
             &txn,
-            store::NewJob {
-                project_id: Some(id.0),
-                created_by: Some(auth.0.user_id),
-                queue: store::Queue::Edit,
-                kind: KIND_IMPORT.into(),
-                payload: serde_json::json!({"asset_id": asset_id}),
-                priority: store::PRIORITY_INTERACTIVE,
-                max_attempts: state.config.jobs.max_attempts,
-                correlation_id,
-                callback_url: None,
-            },
+            &state,
+            id.0,
+            auth.0.user_id,
+            &checked,
+            body.name.as_deref(),
+            correlation_id,
         )
-        .await
-        .map_err(|e| match e {
-            store::JobError::Database(db) => ApiError::from(db),
-            other => ApiError::internal(other),
-        })?;
-        let asset = assets::ActiveModel {
-            id: Set(asset_id),
-            project_id: Set(id.0),
-            uploaded_by: Set(Some(auth.0.user_id)),
-            status: Set("importing".into()),
-            kind: Set(None),
-            original_name: Set(name),
-            content_type: Set("application/octet-stream".into()),
-            size_bytes: Set(0),
-            // Unique per project: a placeholder until the content is known.
-            sha256: Set(format!("importing:{asset_id}")),
-            storage_key: Set(String::new()),
-            probe: Set(None),
-            derived: Set(None),
-            error_code: Set(None),
-            error_message: Set(None),
-            job_id: Set(Some(job.id)),
-            source_url: Set(Some(checked.url.to_string())),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
         .await?;
         txn.commit().await?;
         if let Err(e) = nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, &job).await

@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod ops;
 pub mod projects;
 pub mod renders;
+pub mod standalone;
 pub mod timeline;
 pub mod uploads;
 
@@ -30,7 +31,8 @@ pub enum ApiTags {
     Assets,
     /// Resumable uploads of large files (tus 1.0.0: creation, termination, expiration).
     Uploads,
-    /// Renders of the timeline to files, and single frames for previews.
+    /// Renders of the timeline to files (a project's, or a document posted whole), and single
+    /// frames for previews.
     Renders,
 }
 
@@ -44,6 +46,7 @@ pub type Service = OpenApiService<
         assets::AssetsApi,
         uploads::UploadsApi,
         renders::RendersApi,
+        standalone::StandaloneRendersApi,
     ),
     (),
 >;
@@ -59,6 +62,7 @@ pub fn service(public_url: Option<&str>) -> Service {
             assets::AssetsApi,
             uploads::UploadsApi,
             renders::RendersApi,
+            standalone::StandaloneRendersApi,
         ),
         "native-video-editor API",
         env!("CARGO_PKG_VERSION"),
@@ -147,6 +151,11 @@ pub fn with_timeline_schemas(spec: &str) -> String {
     set(
         &mut doc,
         "/paths/~1projects~1{id}~1timeline/put/requestBody/content/application~1json/schema",
+        &timeline_ref,
+    );
+    set(
+        &mut doc,
+        "/components/schemas/CreateStandaloneRender/properties/timeline",
         &timeline_ref,
     );
     serde_json::to_string(&doc).unwrap_or_else(|_| spec.to_owned())

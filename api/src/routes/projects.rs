@@ -98,6 +98,9 @@ pub struct Project {
     pub description: String,
     /// The user who created the project.
     pub owner_id: Uuid,
+    /// Made for one standalone render (`POST /v1/renders`), which it belongs to: left out of
+    /// `GET /v1/projects` unless asked for, deleted with the render.
+    pub scratch: bool,
     /// The caller's role in this project.
     pub role: Role,
     pub created_at: DateTime<Utc>,
@@ -111,6 +114,7 @@ impl Project {
             name: p.name,
             description: p.description,
             owner_id: p.owner_id,
+            scratch: p.scratch,
             role,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -198,6 +202,7 @@ impl ProjectsApi {
             name: Set(accepted(name)?),
             description: Set(accepted(description)?),
             owner_id: Set(auth.0.user_id),
+            scratch: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -226,6 +231,8 @@ impl ProjectsApi {
         limit: Query<Option<u64>>,
         /// The `next_after` of the previous page.
         after: Query<Option<Uuid>>,
+        /// Also list the scratch projects of standalone renders (default false).
+        include_scratch: Query<Option<bool>>,
     ) -> Result<Json<ProjectPage>, ApiError> {
         let limit = limit.0.unwrap_or(50);
         let mut q = projects::Entity::find()
@@ -237,6 +244,10 @@ impl ProjectsApi {
             .limit(limit + 1);
         if let Some(after) = after.0 {
             q = q.filter(projects::Column::Id.lt(after));
+        }
+        // One scratch project per standalone render would bury an integrator's own projects.
+        if !include_scratch.0.unwrap_or(false) {
+            q = q.filter(projects::Column::Scratch.eq(false));
         }
         let rows = q.all(&state.db).await?;
         let has_more = rows.len() as u64 > limit;
@@ -322,27 +333,7 @@ impl ProjectsApi {
         id: Path<Uuid>,
     ) -> Result<NoContent, ApiError> {
         let (project, _) = require_role(&state.db, id.0, auth.0.user_id, Role::Owner).await?;
-        let uploads: Vec<Uuid> = nve_entity::uploads::Entity::find()
-            .select_only()
-            .column(nve_entity::uploads::Column::Id)
-            .filter(nve_entity::uploads::Column::ProjectId.eq(project.id))
-            .into_tuple()
-            .all(&state.db)
-            .await?;
-        projects::Entity::delete_by_id(project.id)
-            .exec(&state.db)
-            .await?;
-        // The rows went with the project (cascade); its media goes too: every original and
-        // derived file lives under the project's prefix, unfinished uploads under their own.
-        // A storage failure here leaves files no row points to, which is logged, not fatal:
-        // the project is gone either way.
-        let mut prefixes = vec![format!("projects/{}", project.id)];
-        prefixes.extend(uploads.iter().map(|u| format!("uploads/{u}")));
-        for prefix in prefixes {
-            if let Err(e) = state.storage.remove_prefix(&prefix).await {
-                tracing::warn!(error = %e, %prefix, "media of a deleted project not removed");
-            }
-        }
+        delete_with_media(&state, project.id).await?;
         Ok(NoContent::Done)
     }
 
@@ -485,6 +476,33 @@ impl ProjectsApi {
         txn.commit().await?;
         Ok(NoContent::Done)
     }
+}
+
+/// Deletes a project, its rows (cascade) and its media. Also how a standalone render's scratch
+/// project goes when the render is deleted.
+pub(crate) async fn delete_with_media(state: &AppState, project: Uuid) -> Result<(), ApiError> {
+    let uploads: Vec<Uuid> = nve_entity::uploads::Entity::find()
+        .select_only()
+        .column(nve_entity::uploads::Column::Id)
+        .filter(nve_entity::uploads::Column::ProjectId.eq(project))
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    projects::Entity::delete_by_id(project)
+        .exec(&state.db)
+        .await?;
+    // The rows went with the project (cascade); its media goes too: every original, derived
+    // file and render output lives under the project's prefix, unfinished uploads under their
+    // own. A storage failure here leaves files no row points to, which is logged, not fatal:
+    // the project is gone either way.
+    let mut prefixes = vec![format!("projects/{project}")];
+    prefixes.extend(uploads.iter().map(|u| format!("uploads/{u}")));
+    for prefix in prefixes {
+        if let Err(e) = state.storage.remove_prefix(&prefix).await {
+            tracing::warn!(error = %e, %prefix, "media of a deleted project not removed");
+        }
+    }
+    Ok(())
 }
 
 async fn ensure_another_owner<C: ConnectionTrait>(

@@ -7,7 +7,7 @@
 //! A single frame of the timeline, as the editor's preview, goes through the same compiler
 //! (`GET /v1/projects/{id}/frame`), so what the editor shows is what renders.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -69,8 +69,15 @@ pub struct CreateRender {
 #[derive(Debug, Object)]
 pub struct Render {
     pub id: Uuid,
+    /// The project rendered; for a standalone render, the scratch project made for it (its
+    /// imported sources are assets there).
     pub project_id: Uuid,
+    /// The pinned timeline version; 0 for a standalone render (its document was posted whole).
     pub timeline_version: i64,
+    /// Standalone renders only: each URL source's name and the asset it is imported into
+    /// (follow it with `GET /v1/assets/{id}`).
+    #[oai(skip_serializing_if_is_none)]
+    pub sources: Option<BTreeMap<String, Uuid>>,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled` (the job's).
     pub status: String,
     /// 0 to 1 while running.
@@ -118,7 +125,7 @@ pub enum FrameResponse {
     Jpeg(Binary<Vec<u8>>, #[oai(header = "Cache-Control")] String),
 }
 
-fn to_render(r: renders::Model, job: jobs::Model) -> Render {
+pub(crate) fn to_render(r: renders::Model, job: jobs::Model) -> Render {
     // Only the frame rate is needed to show the range: lists must not decode whole documents.
     let rate = r
         .document
@@ -132,10 +139,15 @@ fn to_render(r: renders::Model, job: jobs::Model) -> Render {
         }),
         _ => None,
     };
+    let sources = r
+        .sources
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<BTreeMap<String, Uuid>>(v.clone()).ok());
     Render {
         id: r.id,
         project_id: r.project_id,
         timeline_version: r.timeline_version,
+        sources,
         status: job.status.clone(),
         progress: job.progress,
         output_url: r
@@ -226,7 +238,7 @@ fn render_problem(code: &str, message: String) -> ApiError {
 
 /// The profile of a request: a preset name or a whole profile, validated, experimental codecs
 /// only where the deployment allows them.
-fn resolve_profile(
+pub(crate) fn resolve_profile(
     state: &AppState,
     raw: Option<&serde_json::Value>,
 ) -> Result<OutputProfile, ApiError> {
@@ -257,6 +269,174 @@ fn resolve_profile(
     Ok(profile)
 }
 
+pub(crate) fn check_callback_length(url: Option<&str>) -> Result<(), ApiError> {
+    if url.is_some_and(|u| u.len() > 2048) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "/callback_url",
+            "too-long",
+            "at most 2048 characters",
+        )]));
+    }
+    Ok(())
+}
+
+/// The callback must reach a public address (unless `webhooks.allow_private`).
+pub(crate) async fn check_callback_destination(
+    state: &AppState,
+    url: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(url) = url {
+        netguard::check(url, state.config.webhooks.allow_private)
+            .await
+            .map_err(|e| guard_error(&e))?;
+    }
+    Ok(())
+}
+
+/// The requested range in timeline frames; refuses an empty timeline and a range outside it.
+pub(crate) fn frame_range(
+    timeline: &Timeline,
+    range: Option<TimeRange>,
+) -> Result<Option<(i64, i64)>, ApiError> {
+    let duration = timeline.duration().get();
+    if duration <= 0 {
+        return Err(render_problem(
+            "empty-timeline",
+            "the timeline has no clips".into(),
+        ));
+    }
+    let rate = timeline.output.frame_rate;
+    let Some(r) = range else {
+        return Ok(None);
+    };
+    let snap = |s: f64| rate.try_snap_seconds(s).map(|f| f.get());
+    match (snap(r.start), snap(r.end)) {
+        (Some(a), Some(b)) if a >= 0 && a < b && b <= duration => Ok(Some((a, b))),
+        _ => Err(ApiError::validation(vec![FieldError::new(
+            "/range",
+            "invalid-range",
+            format!(
+                "start and end must lie in 0..{:.3} s with start < end",
+                rate.frames_to_seconds(nve_pipelines::timeline::Frames(duration))
+            ),
+        )])),
+    }
+}
+
+/// Plans the render without rendering it, so what the compiler refuses is a 422 before
+/// anything is queued. `sources` stand in for the files: planning needs their facts only.
+pub(crate) fn plan_up_front(
+    state: &AppState,
+    timeline: &Timeline,
+    sources: &HashMap<String, SourceMedia>,
+    profile: &OutputProfile,
+    range: Option<(i64, i64)>,
+) -> Result<(), ApiError> {
+    let rate = timeline.output.frame_rate;
+    let lookup = |k: &str| sources.get(k).cloned();
+    let file = nve_pipelines::render::file::FileRender {
+        timeline,
+        sources: &lookup,
+        profile,
+        range: range.map(|(a, b)| {
+            (
+                rate.frames_to_seconds(nve_pipelines::timeline::Frames(a)),
+                rate.frames_to_seconds(nve_pipelines::timeline::Frames(b)),
+            )
+        }),
+        policy: runtime::encoder_policy(&state.config.media),
+        output: std::path::Path::new(""),
+        smart: false,
+    };
+    nve_pipelines::render::file::plan_file(&file)
+        .map(|_| ())
+        .map_err(|e| render_problem(e.code(), e.to_string()))
+}
+
+/// What a new render row holds.
+pub(crate) struct NewRender<'a> {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub user: Uuid,
+    pub version: i64,
+    pub timeline: &'a Timeline,
+    pub profile: &'a OutputProfile,
+    pub range: Option<(i64, i64)>,
+    pub callback_url: Option<&'a str>,
+    pub correlation_id: String,
+    /// Standalone renders: URL source name → asset id.
+    pub sources: Option<&'a BTreeMap<String, Uuid>>,
+}
+
+/// Records the render, its `render` job and its webhook in `txn`; dispatch the job with
+/// [`dispatch_render`] once committed.
+pub(crate) async fn record_render<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    state: &AppState,
+    new: NewRender<'_>,
+) -> Result<(renders::Model, jobs::Model), ApiError> {
+    let now = Utc::now();
+    let job = store::enqueue(
+        txn,
+        store::NewJob {
+            project_id: Some(new.project_id),
+            created_by: Some(new.user),
+            queue: store::Queue::Render,
+            kind: KIND_RENDER.into(),
+            payload: serde_json::json!({"render_id": new.id}),
+            priority: store::PRIORITY_INTERACTIVE,
+            max_attempts: state.config.jobs.max_attempts,
+            correlation_id: new.correlation_id,
+            callback_url: new.callback_url.map(str::to_owned),
+        },
+    )
+    .await
+    .map_err(job_error)?;
+    if let Some(url) = new.callback_url {
+        nve_worker::webhooks::enqueue(
+            txn,
+            job.id,
+            Some(new.user),
+            url,
+            state.config.webhooks.max_attempts,
+        )
+        .await?;
+    }
+    let sources = new
+        .sources
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(ApiError::internal)?;
+    let render = renders::ActiveModel {
+        id: Set(new.id),
+        project_id: Set(new.project_id),
+        created_by: Set(Some(new.user)),
+        job_id: Set(job.id),
+        timeline_version: Set(new.version),
+        document: Set(serde_json::to_value(new.timeline).map_err(ApiError::internal)?),
+        profile: Set(serde_json::to_value(new.profile).map_err(ApiError::internal)?),
+        range_start: Set(new.range.map(|r| r.0)),
+        range_end: Set(new.range.map(|r| r.1)),
+        output_key: Set(None),
+        output: Set(None),
+        sources: Set(sources),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    Ok((render, job))
+}
+
+/// Sends a committed render job to its queue and announces it.
+pub(crate) async fn dispatch_render(state: &AppState, job: &jobs::Model) {
+    if let Err(e) = runtime::dispatch_new(&state.db, &state.dispatcher, job).await {
+        // Recorded: the reconciler sends it once the queue answers again.
+        tracing::warn!(error = %e, job_id = %job.id, "render job not dispatched yet");
+    }
+    publish(state, job).await;
+}
+
 #[OpenApi(tag = "ApiTags::Renders")]
 impl RendersApi {
     /// Render the project's timeline (editors and owners). The version is pinned when the
@@ -279,13 +459,7 @@ impl RendersApi {
         require_role(&state.db, id.0, auth.0.user_id, Role::Editor).await?;
         let body = body.0;
         let profile = resolve_profile(&state, body.profile.as_ref())?;
-        if body.callback_url.as_ref().is_some_and(|u| u.len() > 2048) {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "/callback_url",
-                "too-long",
-                "at most 2048 characters",
-            )]));
-        }
+        check_callback_length(body.callback_url.as_deref())?;
         let (version, timeline) = match body.version {
             None => {
                 let (v, t) = state.collab.current_cached(&state.db, id.0).await?;
@@ -296,115 +470,32 @@ impl RendersApi {
                 crate::collab::service::at_version(&state.db, id.0, v).await?,
             ),
         };
-        let duration = timeline.duration().get();
-        if duration <= 0 {
-            return Err(render_problem(
-                "empty-timeline",
-                "the timeline has no clips".into(),
-            ));
-        }
-        let rate = timeline.output.frame_rate;
-        let range = match body.range {
-            None => None,
-            Some(r) => {
-                let snap = |s: f64| rate.try_snap_seconds(s).map(|f| f.get());
-                match (snap(r.start), snap(r.end)) {
-                    (Some(a), Some(b)) if a >= 0 && a < b && b <= duration => Some((a, b)),
-                    _ => {
-                        return Err(ApiError::validation(vec![FieldError::new(
-                            "/range",
-                            "invalid-range",
-                            format!(
-                                "start and end must lie in 0..{:.3} s with start < end",
-                                rate.frames_to_seconds(nve_pipelines::timeline::Frames(duration))
-                            ),
-                        )]));
-                    }
-                }
-            }
-        };
+        let range = frame_range(&timeline, body.range)?;
         // Plan now: a missing asset or a feature the compiler cannot render exactly is the
         // caller's to fix, and should not cost a queued job to find out.
         let sources = plan_sources(&state, id.0, &timeline).await?;
-        let planned = {
-            let lookup = |k: &str| sources.get(k).cloned();
-            let file = nve_pipelines::render::file::FileRender {
-                timeline: &timeline,
-                sources: &lookup,
-                profile: &profile,
-                range: range.map(|(a, b)| {
-                    (
-                        rate.frames_to_seconds(nve_pipelines::timeline::Frames(a)),
-                        rate.frames_to_seconds(nve_pipelines::timeline::Frames(b)),
-                    )
-                }),
-                policy: runtime::encoder_policy(&state.config.media),
-                output: std::path::Path::new(""),
-                smart: false,
-            };
-            nve_pipelines::render::file::plan_file(&file)
-                .map(|_| ())
-                .map_err(|e| render_problem(e.code(), e.to_string()))
-        };
-        planned?;
-        if let Some(url) = body.callback_url.as_deref() {
-            netguard::check(url, state.config.webhooks.allow_private)
-                .await
-                .map_err(|e| guard_error(&e))?;
-        }
-        let now = Utc::now();
-        let render_id = Uuid::now_v7();
-        let correlation_id = RequestInfo::correlation_id(req);
+        plan_up_front(&state, &timeline, &sources, &profile, range)?;
+        check_callback_destination(&state, body.callback_url.as_deref()).await?;
         let txn = nve_worker::db::begin_write(&state.db).await?;
-        let job = store::enqueue(
+        let (render, job) = record_render(
             &txn,
-            store::NewJob {
-                project_id: Some(id.0),
-                created_by: Some(auth.0.user_id),
-                queue: store::Queue::Render,
-                kind: KIND_RENDER.into(),
-                payload: serde_json::json!({"render_id": render_id}),
-                priority: store::PRIORITY_INTERACTIVE,
-                max_attempts: state.config.jobs.max_attempts,
-                correlation_id,
-                callback_url: body.callback_url.clone(),
+            &state,
+            NewRender {
+                id: Uuid::now_v7(),
+                project_id: id.0,
+                user: auth.0.user_id,
+                version,
+                timeline: &timeline,
+                profile: &profile,
+                range,
+                callback_url: body.callback_url.as_deref(),
+                correlation_id: RequestInfo::correlation_id(req),
+                sources: None,
             },
         )
-        .await
-        .map_err(job_error)?;
-        if let Some(url) = body.callback_url.as_deref() {
-            nve_worker::webhooks::enqueue(
-                &txn,
-                job.id,
-                Some(auth.0.user_id),
-                url,
-                state.config.webhooks.max_attempts,
-            )
-            .await?;
-        }
-        let render = renders::ActiveModel {
-            id: Set(render_id),
-            project_id: Set(id.0),
-            created_by: Set(Some(auth.0.user_id)),
-            job_id: Set(job.id),
-            timeline_version: Set(version),
-            document: Set(serde_json::to_value(&timeline).map_err(ApiError::internal)?),
-            profile: Set(serde_json::to_value(&profile).map_err(ApiError::internal)?),
-            range_start: Set(range.map(|r| r.0)),
-            range_end: Set(range.map(|r| r.1)),
-            output_key: Set(None),
-            output: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
         .await?;
         txn.commit().await?;
-        if let Err(e) = runtime::dispatch_new(&state.db, &state.dispatcher, &job).await {
-            // Recorded: the reconciler sends it once the queue answers again.
-            tracing::warn!(error = %e, job_id = %job.id, "render job not dispatched yet");
-        }
-        publish(&state, &job).await;
+        dispatch_render(&state, &job).await;
         Ok(CreateRenderResponse::Accepted(Json(to_render(render, job))))
     }
 
@@ -505,6 +596,8 @@ impl RendersApi {
     }
 
     /// Delete a render (editors and owners): a running one is cancelled, the output removed.
+    /// A standalone render (owners of its scratch project) takes its scratch project with it:
+    /// the imported sources, their derived media and the output.
     #[oai(
         path = "/renders/:id",
         method = "delete",
@@ -517,9 +610,22 @@ impl RendersApi {
         id: Path<Uuid>,
     ) -> Result<DeleteRenderResponse, ApiError> {
         let (render, job) = visible(&state, auth.0.user_id, id.0).await?;
-        require_role(&state.db, render.project_id, auth.0.user_id, Role::Editor).await?;
+        let standalone = render.sources.is_some();
+        // Deleting a standalone render deletes its scratch project, which only owners may do.
+        let needed = if standalone {
+            Role::Owner
+        } else {
+            Role::Editor
+        };
+        require_role(&state.db, render.project_id, auth.0.user_id, needed).await?;
         if matches!(job.status.as_str(), "queued" | "running") {
             store::cancel(&state.db, job.id).await.map_err(job_error)?;
+        }
+        if standalone {
+            // A standalone render's scratch project exists for it alone: its imported
+            // sources, job and output go with it.
+            crate::routes::projects::delete_with_media(&state, render.project_id).await?;
+            return Ok(DeleteRenderResponse::Deleted);
         }
         renders::Entity::delete_by_id(render.id)
             .exec(&state.db)

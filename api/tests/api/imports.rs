@@ -17,7 +17,7 @@ both_dbs!(imports_fetch_probe_and_refuse);
 /// Serves: `/clip.mp4` (the clip), `/moved` (302 to it), `/loop` (redirects to itself),
 /// `/missing` (404), `/big` (2 MiB), `/stall` (half the clip, then nothing), `/short` (claims
 /// more bytes than it sends).
-async fn media_server(clip: Vec<u8>) -> String {
+pub(crate) async fn media_server(clip: Vec<u8>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -16,5 +16,6 @@ mod ops;
 mod projects;
 mod queue;
 mod renders;
+mod standalone_renders;
 mod timeline;
 mod uploads;
