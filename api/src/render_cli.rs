@@ -229,7 +229,7 @@ pub fn main(args: &RenderArgs<'_>) -> ExitCode {
                     Err(e) => fail(e),
                 }
             }
-            Err(e) => fail(format!("{}: {e}", e.code())),
+            Err(e) => fail(e.to_string()),
         };
     }
     let cancel = AtomicBool::new(false);
@@ -275,7 +275,7 @@ pub fn main(args: &RenderArgs<'_>) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Err(e) => fail(format!("{}: {e}", e.code())),
+        Err(e) => fail(e.to_string()),
     }
 }
 

@@ -24,7 +24,7 @@
 //! and stop, sent while the branch is blocked before its first decoded frame (the driver in
 //! `run.rs` does that once every branch is blocked).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
@@ -36,6 +36,7 @@ use gstreamer_video as gst_video;
 use super::framemap::{FrameMap, MapSpec, TOLERANCE_NS};
 use super::plan::{AudioSegment, Layer, LayerSource, PlanOutput, Rect, RenderPlan};
 use super::stills::{self, Bitmap};
+use super::window::{self, Stream, Window};
 use super::{RenderError, internal};
 use crate::timeline::TransitionKind;
 
@@ -44,6 +45,9 @@ use crate::timeline::TransitionKind;
 pub struct BuildOptions {
     pub video: bool,
     pub audio: bool,
+    /// Parts starting later than this (media time, ns) are built while the render runs, this
+    /// far ahead of the output (see `window.rs`).
+    pub lookahead_ns: i64,
 }
 
 impl Default for BuildOptions {
@@ -51,6 +55,7 @@ impl Default for BuildOptions {
         BuildOptions {
             video: true,
             audio: true,
+            lookahead_ns: window::LOOKAHEAD_NS,
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct Built {
     pub(crate) frames_out: Arc<AtomicI64>,
     /// Audio samples (per channel) that have left the audio pad.
     pub(crate) samples_out: Arc<AtomicI64>,
+    /// The parts built while the render runs.
+    pub(crate) window: Arc<Window>,
 }
 
 /// A decoding branch waiting for its positioning seek.
@@ -76,6 +83,34 @@ pub(crate) struct Branch {
     start_ns: i64,
     stop_ns: i64,
     state: Mutex<BranchState>,
+    /// Built while the pipeline runs: it positions itself once blocked (the driver's one
+    /// `seek_all` is long past).
+    lazy: bool,
+}
+
+impl Branch {
+    /// A flushing, accurate seek with start and stop on the decoded pad (it reaches the
+    /// demuxer); the flush releases the block.
+    fn seek(&self, pad: &gst::Pad) -> Result<(), RenderError> {
+        let start = gst::ClockTime::from_nseconds(u64::try_from(self.start_ns.max(0)).unwrap_or(0));
+        let stop = gst::ClockTime::from_nseconds(u64::try_from(self.stop_ns.max(1)).unwrap_or(1));
+        let seek = gst::event::Seek::new(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            start,
+            gst::SeekType::Set,
+            stop,
+        );
+        if pad.send_event(seek) {
+            Ok(())
+        } else {
+            Err(RenderError::NotDecodable(format!(
+                "{}: the source cannot be positioned (not seekable)",
+                self.label
+            )))
+        }
+    }
 }
 
 #[derive(Default)]
@@ -139,23 +174,7 @@ impl Branches {
             let Some(pad) = pad else {
                 return Err(internal(format!("{}: not ready to seek", b.label)));
             };
-            let start =
-                gst::ClockTime::from_nseconds(u64::try_from(b.start_ns.max(0)).unwrap_or(0));
-            let stop = gst::ClockTime::from_nseconds(u64::try_from(b.stop_ns.max(1)).unwrap_or(1));
-            let seek = gst::event::Seek::new(
-                1.0,
-                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
-                gst::SeekType::Set,
-                start,
-                gst::SeekType::Set,
-                stop,
-            );
-            if !pad.send_event(seek) {
-                return Err(RenderError::NotDecodable(format!(
-                    "{}: the source cannot be positioned (not seekable)",
-                    b.label
-                )));
-            }
+            b.seek(&pad)?;
         }
         Ok(())
     }
@@ -168,20 +187,40 @@ pub fn build(
     opts: &BuildOptions,
 ) -> Result<Built, RenderError> {
     crate::elements::inventory().map_err(internal)?;
+    // Every file is looked at now: a part built later must not be the first to find one gone.
+    for path in plan
+        .spans
+        .iter()
+        .flat_map(|s| s.layers.iter())
+        .filter_map(|l| match &l.source {
+            LayerSource::Video { path, .. } if opts.video => Some(path),
+            _ => None,
+        })
+        .chain(plan.audio.iter().filter(|_| opts.audio).map(|a| &a.path))
+    {
+        std::fs::canonicalize(path)
+            .map_err(|e| RenderError::MissingSource(format!("{}: {e}", path.display())))?;
+    }
+    let shared = Arc::new(plan.clone());
+    let window = Window::new(pipeline, opts.lookahead_ns);
     let mut cx = Cx {
         pipeline,
         out: &plan.output,
         branches: Arc::new(Branches::default()),
-        n: 0,
+        n: Arc::new(AtomicUsize::new(0)),
         made: Vec::new(),
+        lazy: false,
     };
     let frames_out = Arc::new(AtomicI64::new(0));
     let samples_out = Arc::new(AtomicI64::new(0));
     let video = if opts.video {
-        let pad = video(&mut cx, plan)?;
+        let pad = video(&mut cx, &shared, &window)?;
         let counter = frames_out.clone();
+        let w = window.clone();
+        let out = plan.output.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            counter.fetch_add(1, Ordering::Relaxed);
+            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+            w.reached(Stream::Video, out.frame_ns(n));
             gst::PadProbeReturn::Ok
         });
         Some(pad)
@@ -189,7 +228,7 @@ pub fn build(
         None
     };
     let audio = if opts.audio {
-        let pad = audio(&mut cx, plan)?;
+        let pad = audio(&mut cx, &shared, &window)?;
         let counter = samples_out.clone();
         let bpf = 4 * i64::from(plan.output.channels.max(1));
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -208,6 +247,7 @@ pub fn build(
         branches: cx.branches,
         frames_out,
         samples_out,
+        window,
     })
 }
 
@@ -215,16 +255,22 @@ struct Cx<'a> {
     pipeline: &'a gst::Pipeline,
     out: &'a PlanOutput,
     branches: Arc<Branches>,
-    n: usize,
+    /// Numbers element names, also of parts built while the pipeline runs.
+    n: Arc<AtomicUsize>,
     /// Every element added, in order (a segment's are released when it is done).
     made: Vec<gst::Element>,
+    /// Building into a running pipeline (a deferred part).
+    lazy: bool,
 }
 
 impl Cx<'_> {
+    fn next(&self) -> usize {
+        self.n.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     fn make(&mut self, factory: &str) -> Result<gst::Element, RenderError> {
-        self.n += 1;
         let e = gst::ElementFactory::make(factory)
-            .name(format!("{factory}-{}", self.n))
+            .name(format!("{factory}-{}", self.next()))
             .build()
             .map_err(|e| internal(format!("cannot create {factory}: {e}")))?;
         self.pipeline.add(&e).map_err(internal)?;
@@ -331,14 +377,14 @@ impl Cx<'_> {
         let abs = std::fs::canonicalize(path)
             .map_err(|e| RenderError::MissingSource(format!("{label}: {}: {e}", path.display())))?;
         let uri = gst::glib::filename_to_uri(&abs, None).map_err(internal)?;
-        self.n += 1;
+        let n = self.next();
         let safe: String = label
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .take(40)
             .collect();
         let dec = gst::ElementFactory::make("uridecodebin")
-            .name(format!("src-{}-{safe}", self.n))
+            .name(format!("src-{n}-{safe}"))
             .property("uri", uri.as_str())
             .build()
             .map_err(internal)?;
@@ -361,9 +407,12 @@ impl Cx<'_> {
             start_ns: (start_ns - TOLERANCE_NS).max(0),
             stop_ns: stop_ns.max(start_ns + 1),
             state: Mutex::new(BranchState::default()),
+            lazy: self.lazy,
         });
-        self.branches.add(branch.clone());
-        let linked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if !self.lazy {
+            self.branches.add(branch.clone());
+        }
+        let linked = Arc::new(AtomicBool::new(false));
         let linked_end = linked.clone();
         let what = label.to_owned();
         dec.connect_no_more_pads(move |dec| {
@@ -410,6 +459,26 @@ impl Cx<'_> {
                         if st.seeked {
                             return gst::PadProbeReturn::Remove;
                         }
+                        if b.lazy && st.pad.is_none() {
+                            // Not from this streaming thread: the seek's flush has to reach
+                            // the thread blocked here.
+                            st.seeked = true;
+                            let (b, pad) = (b.clone(), pad.clone());
+                            if let Some(e) = pad.parent_element() {
+                                e.call_async(move |e| {
+                                    if let Err(err) = b.seek(&pad) {
+                                        let _ = e.post_message(
+                                            gst::message::Error::builder(
+                                                gst::StreamError::Failed,
+                                                &err.to_string(),
+                                            )
+                                            .src(e)
+                                            .build(),
+                                        );
+                                    }
+                                });
+                            }
+                        }
                         st.pad = Some(pad.clone());
                         gst::PadProbeReturn::Ok
                     },
@@ -454,6 +523,7 @@ fn frame_of(out: &PlanOutput, pts: u64) -> i64 {
 }
 
 /// A run of spans built by one sub-graph.
+#[derive(Debug, Clone)]
 struct Segment {
     start: i64,
     frames: i64,
@@ -538,41 +608,79 @@ struct FrameProps {
     mask: Option<(TransitionKind, f64)>,
 }
 
-fn video(cx: &mut Cx<'_>, plan: &RenderPlan) -> Result<gst::Pad, RenderError> {
+fn video(
+    cx: &mut Cx<'_>,
+    plan: &Arc<RenderPlan>,
+    window: &Arc<Window>,
+) -> Result<gst::Pad, RenderError> {
     let segs = segments(plan);
-    let mut outs = Vec::with_capacity(segs.len());
-    for (k, seg) in segs.iter().enumerate() {
-        let before = cx.made.len();
-        let pad = segment(cx, plan, seg)?;
-        if k + 1 < segs.len() {
-            release_when_done(&pad, cx.made[before..].to_vec());
-        }
-        outs.push(pad);
-    }
     let single = cx.make("identity")?;
     single.set_property("single-segment", true);
-    if outs.len() == 1 {
-        let sink = single
-            .static_pad("sink")
-            .ok_or_else(|| internal("identity sink"))?;
-        outs[0]
-            .link(&sink)
-            .map_err(|e| internal(format!("{e:?}")))?;
+    let identity_sink = single
+        .static_pad("sink")
+        .ok_or_else(|| internal("identity sink"))?;
+    // concat's pads are all requested now (they cost nothing), in order; a deferred segment is
+    // linked to its pad when it is built.
+    let sinks: Vec<gst::Pad> = if segs.len() == 1 {
+        vec![identity_sink]
     } else {
         let concat = cx.make("concat")?;
-        for o in &outs {
-            let p = concat
-                .request_pad_simple("sink_%u")
-                .ok_or_else(|| internal("concat pad"))?;
-            o.link(&p).map_err(|e| internal(format!("{e:?}")))?;
-        }
         cx.link(&[&concat, &single])?;
+        (0..segs.len())
+            .map(|_| {
+                concat
+                    .request_pad_simple("sink_%u")
+                    .ok_or_else(|| internal("concat pad"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let last = segs.len() - 1;
+    for (k, (seg, sink)) in segs.into_iter().zip(sinks).enumerate() {
+        let at = cx.out.frame_ns(seg.start);
+        if window.eager(at) {
+            segment_into(cx, plan, &seg, &sink, k < last)?;
+            continue;
+        }
+        let (plan, branches, n) = (plan.clone(), cx.branches.clone(), cx.n.clone());
+        window.defer(
+            Stream::Video,
+            at,
+            Box::new(move |pipeline| {
+                let mut cx = Cx {
+                    pipeline,
+                    out: &plan.output,
+                    branches,
+                    n,
+                    made: Vec::new(),
+                    lazy: true,
+                };
+                segment_into(&mut cx, &plan, &seg, &sink, k < last)?;
+                window::start(&cx.made)
+            }),
+        );
     }
     // No queue here: every segment ends in one, and the consumer (the output bin) starts with
     // its own; a third would only hold three more full frames in flight.
     single
         .static_pad("src")
         .ok_or_else(|| internal("identity src"))
+}
+
+/// Builds `seg` and links it to `sink` (its concat pad); `release` shuts it down when done.
+fn segment_into(
+    cx: &mut Cx<'_>,
+    plan: &RenderPlan,
+    seg: &Segment,
+    sink: &gst::Pad,
+    release: bool,
+) -> Result<(), RenderError> {
+    let before = cx.made.len();
+    let pad = segment(cx, plan, seg)?;
+    pad.link(sink).map_err(|e| internal(format!("{e:?}")))?;
+    if release {
+        release_when_done(&pad, cx.made[before..].to_vec());
+    }
+    Ok(())
 }
 
 /// Shuts a segment's elements down once its end has passed `pad`: their buffer pools are
@@ -1131,7 +1239,11 @@ fn overlay(cx: &mut Cx<'_>, run: &[Occ<'_>], base: gst::Pad) -> Result<gst::Pad,
     ov.static_pad("src").ok_or_else(|| internal("overlay src"))
 }
 
-fn audio(cx: &mut Cx<'_>, plan: &RenderPlan) -> Result<gst::Pad, RenderError> {
+fn audio(
+    cx: &mut Cx<'_>,
+    plan: &Arc<RenderPlan>,
+    window: &Arc<Window>,
+) -> Result<gst::Pad, RenderError> {
     let out = cx.out;
     let total_ns = out.frame_ns(plan.frames);
     let mixer = cx.make("audiomixer")?;
@@ -1154,8 +1266,53 @@ fn audio(cx: &mut Cx<'_>, plan: &RenderPlan) -> Result<gst::Pad, RenderError> {
     }
     let scaps = cx.capsfilter(cx.audio_caps())?;
     cx.link(&[&silence, &scaps, &mixer])?;
-    for seg in &plan.audio {
-        audio_segment(cx, seg, &mixer)?;
+    let mut deferred = false;
+    for (i, seg) in plan.audio.iter().enumerate() {
+        let at = out.frame_ns(seg.start);
+        if window.eager(at) {
+            audio_segment(cx, seg, &mixer)?;
+            continue;
+        }
+        deferred = true;
+        let (plan, branches, n) = (plan.clone(), cx.branches.clone(), cx.n.clone());
+        let mixer = mixer.downgrade();
+        window.defer(
+            Stream::Audio,
+            at,
+            Box::new(move |pipeline| {
+                let mixer = mixer
+                    .upgrade()
+                    .ok_or_else(|| internal("the mixer is gone"))?;
+                let mut cx = Cx {
+                    pipeline,
+                    out: &plan.output,
+                    branches,
+                    n,
+                    made: Vec::new(),
+                    lazy: true,
+                };
+                audio_segment(&mut cx, &plan.audio[i], &mixer)?;
+                window::start(&cx.made)
+            }),
+        );
+    }
+    if deferred {
+        // The mixer's output reports where it is (what is due gets built) and waits for any
+        // piece starting right ahead that is not in place yet.
+        let w = window.clone();
+        let src = mixer
+            .static_pad("src")
+            .ok_or_else(|| internal("mixer src"))?;
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer()
+                && let Some(pts) = b.pts()
+            {
+                let end = (pts + b.duration().unwrap_or(gst::ClockTime::ZERO)).nseconds() as i64;
+                w.reached(Stream::Audio, end);
+                w.hold(Stream::Audio, end);
+            }
+            gst::PadProbeReturn::Ok
+        });
     }
     let caps = cx.capsfilter(cx.audio_caps())?;
     let q = cx.queue(8)?;
@@ -1169,6 +1326,7 @@ fn audio_segment(
     mixer: &gst::Element,
 ) -> Result<(), RenderError> {
     let out = cx.out.clone();
+    let first_made = cx.made.len();
     let start = out.frame_ns(seg.start);
     let len = out.frame_ns(seg.start + seg.frames) - start;
     let label = format!("clip {:?} (sound)", seg.clip_id);
@@ -1178,9 +1336,8 @@ fn audio_segment(
         std::fs::canonicalize(&seg.path).map_err(|e| {
             RenderError::MissingSource(format!("{label}: {}: {e}", seg.path.display()))
         })?;
-        cx.n += 1;
         let src = gst_app::AppSrc::builder()
-            .name(format!("src-{}-retimed", cx.n))
+            .name(format!("src-{}-retimed", cx.next()))
             .caps(&cx.audio_caps())
             .format(gst::Format::Time)
             .max_buffers(4)
@@ -1272,17 +1429,19 @@ fn audio_segment(
         .request_pad_simple("sink_%u")
         .ok_or_else(|| internal("mixer pad"))?;
     qsrc.link(&mpad).map_err(|e| internal(format!("{e:?}")))?;
-    let Some(conv) = head else {
-        return Ok(());
-    };
-    let sink = conv
-        .static_pad("sink")
-        .ok_or_else(|| internal("convert sink"))?;
-    cx.source(
-        &seg.path,
-        "audio",
-        &label,
-        (seg.source_start_ns, seg.source_start_ns + len),
-        sink,
-    )
+    if let Some(conv) = head {
+        let sink = conv
+            .static_pad("sink")
+            .ok_or_else(|| internal("convert sink"))?;
+        cx.source(
+            &seg.path,
+            "audio",
+            &label,
+            (seg.source_start_ns, seg.source_start_ns + len),
+            sink,
+        )?;
+    }
+    // A finished piece's decoder and queue are shut down (its mixer pad stays, at EOS).
+    release_when_done(&qsrc, cx.made[first_made..].to_vec());
+    Ok(())
 }

@@ -286,6 +286,7 @@ pub fn render_to_file(
         build: BuildOptions {
             video: resolved.video.is_some(),
             audio: resolved.audio.is_some(),
+            ..BuildOptions::default()
         },
         ..RenderOptions::default()
     };

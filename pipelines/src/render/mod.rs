@@ -22,6 +22,7 @@ mod retime;
 pub mod run;
 pub mod smart;
 mod stills;
+mod window;
 
 pub use build::{BuildOptions, Built, build};
 pub use plan::{RenderPlan, SourceMedia, plan};

@@ -80,6 +80,14 @@ pub fn render(
     let pipeline = gst::Pipeline::new();
     let _guard = NullOnDrop(pipeline.clone());
     let built = build(plan, &pipeline, &opts.build)?;
+    // Whatever way this returns, parts not built yet are dropped (their jobs hold elements).
+    struct CloseWindow<'a>(&'a Built);
+    impl Drop for CloseWindow<'_> {
+        fn drop(&mut self) {
+            self.0.window.close();
+        }
+    }
+    let _window = CloseWindow(&built);
     attach(&pipeline, &built)?;
     let bus = pipeline
         .bus()
@@ -127,7 +135,9 @@ pub fn render(
             match msg.view() {
                 gst::MessageView::AsyncDone(_) => prerolled = true,
                 gst::MessageView::Eos(_) => break,
-                gst::MessageView::Error(_) => return Err(map_error(&msg)),
+                gst::MessageView::Error(_) => {
+                    return Err(built.window.take_error().unwrap_or_else(|| map_error(&msg)));
+                }
                 _ => {}
             }
         }
@@ -140,8 +150,10 @@ pub fn render(
             let (ready, total) = built.branches.ready();
             return Err(RenderError::TimedOut(if seeked {
                 format!(
-                    "no output for {:?} after {d} of {} frames",
-                    opts.stall_timeout, plan.frames
+                    "no output for {:?} after {d} of {} frames ({} later parts not built yet)",
+                    opts.stall_timeout,
+                    plan.frames,
+                    built.window.outstanding()
                 )
             } else {
                 format!(
@@ -306,6 +318,7 @@ pub fn plan_frame(plan: &RenderPlan, width: u32) -> Result<RgbFrame, RenderError
         build: BuildOptions {
             video: true,
             audio: false,
+            ..BuildOptions::default()
         },
         ..RenderOptions::default()
     };

@@ -1264,6 +1264,7 @@ fn produce_audio(
         build: BuildOptions {
             video: false,
             audio: true,
+            ..BuildOptions::default()
         },
         ..RenderOptions::default()
     };
