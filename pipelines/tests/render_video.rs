@@ -413,3 +413,102 @@ fn parts_built_while_rendering_match_a_render_built_whole() {
     assert!(rms_db(&windowed.audio, 0.13, 0.45) > -20.0);
     assert!(rms_db(&windowed.audio, 0.61, 0.67) < -80.0);
 }
+
+/// Mean of the V (Cr) plane over a rectangle in luma coordinates.
+fn mean_v(f: &Frame, x0: usize, y0: usize, x1: usize, y1: usize) -> f64 {
+    let (cw, ch) = (f.width / 2, f.height / 2);
+    let base = f.width * f.height + cw * ch;
+    let mut s = 0u64;
+    for y in y0 / 2..y1 / 2 {
+        for x in x0 / 2..x1 / 2 {
+            s += u64::from(f.data[base + y * cw + x]);
+        }
+    }
+    s as f64 / ((x1 / 2 - x0 / 2) * (y1 / 2 - y0 / 2)) as f64
+}
+
+/// Luma steps between horizontal neighbours over the index blocks: sharp edges have few,
+/// large ones; a blur spreads them into many small ones.
+fn soft_edges(f: &Frame) -> usize {
+    (0..16)
+        .flat_map(|y| (0..f.width - 1).map(move |x| (x, y)))
+        .filter(|(x, y)| {
+            let d = (i32::from(f.y(*x, *y)) - i32::from(f.y(x + 1, *y))).abs();
+            (3..60).contains(&d)
+        })
+        .count()
+}
+
+#[test]
+fn effects_change_the_picture_where_and_when_they_apply() {
+    use nve_pipelines::timeline::{Clip, Effect, Source};
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = indexed_clip(dir.path(), "a.mp4", (25, 1), 60, tag_of(0), None);
+    let red = png(dir.path(), "red.png", "red");
+    let lib = Library(vec![("a".into(), media(&a)), ("red".into(), media(&red))]);
+    let with = |mut c: Clip, e: Effect| {
+        c.effects = vec![e];
+        c
+    };
+    let image = |start: i64| {
+        Clip::new(
+            format!("img{start}"),
+            Source::Image {
+                asset_id: "red".into(),
+            },
+            Frames(start),
+            Frames(10),
+        )
+    };
+    let tl = timeline(
+        output(320, 180, 25),
+        vec![track(
+            "v",
+            TrackKind::Video,
+            vec![
+                asset("a", 0, 0, 10),
+                with(asset("a", 10, 10, 10), Effect::Brightness { value: 0.2 }),
+                with(asset("a", 20, 20, 10), Effect::Contrast { value: 0.0 }),
+                with(asset("a", 30, 30, 10), Effect::Blur { radius: 3.0 }),
+                image(40),
+                with(image(50), Effect::Greyscale),
+            ],
+        )],
+    );
+    let plan = plan_of(&tl, &lib, None);
+    assert!(plan.to_string().contains("brightness"), "{plan}");
+    let out = capture(&plan).expect("render");
+    assert_eq!(out.frames.len(), 60);
+    // Brightness +0.2: the grey band (128) and the tag area go up by 0.2 × 255.
+    let (plain, lit) = (&out.frames[5], &out.frames[15]);
+    let band = |f: &Frame| f.mean(10, 40, 310, 80);
+    assert!((band(plain) - 128.0).abs() < 3.0, "band {}", band(plain));
+    assert!(
+        (band(lit) - band(plain) - 51.0).abs() < 3.0,
+        "brightened band {}",
+        band(lit)
+    );
+    assert!((lit.tag() - plain.tag() - 51.0).abs() < 3.0);
+    // Contrast 0: everything flat at black level.
+    let flat = &out.frames[25];
+    assert!((flat.mean(0, 0, 320, 180) - 16.0).abs() < 2.0);
+    // Blur: the blocks' hard edges become ramps; the plain clip stays sharp.
+    let (sharp, soft) = (
+        soft_edges(&out.frames[35 - 30]),
+        soft_edges(&out.frames[35]),
+    );
+    assert!(
+        soft > sharp * 4 + 50,
+        "edges: sharp {sharp}, blurred {soft}"
+    );
+    // Greyscale on a still: red has Cr far above 128; grey has 128 and the same place.
+    let (r, g) = (&out.frames[45], &out.frames[55]);
+    assert!(
+        mean_v(r, 100, 60, 220, 120) > 180.0,
+        "red Cr {}",
+        mean_v(r, 100, 60, 220, 120)
+    );
+    assert!((mean_v(g, 100, 60, 220, 120) - 128.0).abs() < 3.0);
+    assert!(g.mean(100, 60, 220, 120) > 40.0, "the grey image is there");
+}

@@ -33,6 +33,7 @@ use gstreamer as gst;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
+use super::effects;
 use super::framemap::{FrameMap, MapSpec, TOLERANCE_NS};
 use super::plan::{AudioSegment, Layer, LayerSource, PlanOutput, Rect, RenderPlan};
 use super::stills::{self, Bitmap};
@@ -906,6 +907,10 @@ fn picture_branch(
         cx.capsfilter(cx.video_caps("I420", Some((w, h))))?
     };
     chain.push(fin);
+    // Effects run on the I420 frames at their size on screen.
+    for e in &l.effects {
+        chain.push(effect(cx, e)?);
+    }
     let q = cx.queue(2)?;
     chain.push(q.clone());
     let refs: Vec<&gst::Element> = chain.iter().collect();
@@ -917,6 +922,64 @@ fn picture_branch(
     let _ = seg;
     cx.source(path, "video", &label, (lo, stop), sink)?;
     q.static_pad("src").ok_or_else(|| internal("queue src"))
+}
+
+/// One effect on I420 frames: `videobalance` for the balance effects, a blur of each plane (the
+/// chroma planes at half the radius, they are half the size).
+fn effect(cx: &mut Cx<'_>, e: &crate::timeline::Effect) -> Result<gst::Element, RenderError> {
+    if let Some((brightness, contrast, saturation)) = effects::balance(e) {
+        let b = cx.make("videobalance")?;
+        b.set_property("brightness", brightness);
+        b.set_property("contrast", contrast);
+        b.set_property("saturation", saturation);
+        return Ok(b);
+    }
+    let crate::timeline::Effect::Blur { radius } = *e else {
+        return Err(internal("unknown effect"));
+    };
+    let luma = effects::blur_boxes(radius);
+    let chroma = effects::blur_boxes(radius / 2.0);
+    let id = cx.make("identity")?;
+    let pad = id
+        .static_pad("src")
+        .ok_or_else(|| internal("identity src"))?;
+    let info: Mutex<Option<gst_video::VideoInfo>> = Mutex::new(None);
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, probe| {
+            if let Some(gst::PadProbeData::Event(ev)) = &probe.data {
+                if let gst::EventView::Caps(c) = ev.view()
+                    && let Ok(mut i) = info.lock()
+                {
+                    *i = gst_video::VideoInfo::from_caps(c.caps()).ok();
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(vi) = info.lock().ok().and_then(|i| i.clone()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(buffer) = probe.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let b = buffer.make_mut();
+            let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &vi) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            for plane in 0..frame.n_planes() {
+                let (w, h) = (
+                    frame.comp_width(plane) as usize,
+                    frame.comp_height(plane) as usize,
+                );
+                let stride = usize::try_from(frame.plane_stride()[plane as usize]).unwrap_or(w);
+                let boxes = if plane == 0 { luma } else { chroma };
+                if let Ok(data) = frame.plane_data_mut(plane) {
+                    effects::blur_plane(data, (w, h, stride), boxes);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(id)
 }
 
 /// A compositor over `run`'s pictures, on top of `base` (or the background).
@@ -1152,6 +1215,8 @@ fn still(cx: &Cx<'_>, occ: &Occ<'_>) -> Result<Option<Still>, RenderError> {
         },
         LayerSource::Video { .. } => return Err(internal("still for a picture")),
     };
+    let mut bitmap = bitmap;
+    effects::apply_to_bitmap(&mut bitmap, &l.effects);
     let buffer = bitmap.to_buffer()?;
     Ok(Some(Still {
         first: occ.first,

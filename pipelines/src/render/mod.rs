@@ -12,6 +12,7 @@
 //! See `docs/rendering.md` for what is rendered exactly and what is refused.
 
 pub mod build;
+mod effects;
 pub mod encoders;
 pub mod file;
 mod framemap;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RenderError;
 use crate::timeline::{
-    AnimProp, Clip, Fit, Interpolation, Rgba, Source, Timeline, Title, Track, TrackKind,
+    AnimProp, Clip, Effect, Fit, Interpolation, Rgba, Source, Timeline, Title, Track, TrackKind,
     Transition, TransitionKind,
 };
 
@@ -175,6 +175,9 @@ pub struct Layer {
     /// Per-frame values where they change within the span.
     pub animation: Option<Animation>,
     pub transition: Option<LayerTransition>,
+    /// Picture effects in order (those that change nothing left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<Effect>,
 }
 
 impl Layer {
@@ -682,13 +685,6 @@ fn layer(
     p: i64,
     q: i64,
 ) -> Result<Option<Layer>, RenderError> {
-    if let Some(e) = clip.effects.first() {
-        return Err(RenderError::Unsupported(format!(
-            "clip {:?}: effect {:?} is not rendered yet",
-            clip.id,
-            e.kind_name()
-        )));
-    }
     for (prop, what) in [
         (AnimProp::Rotation, "rotation"),
         (AnimProp::CropLeft, "crop"),
@@ -906,6 +902,12 @@ fn layer(
         opacity,
         animation,
         transition,
+        effects: clip
+            .effects
+            .iter()
+            .filter(|e| super::effects::visible(e))
+            .copied()
+            .collect(),
     }))
 }
 
@@ -1317,6 +1319,9 @@ impl fmt::Display for Layer {
         }
         if self.opacity < 1.0 {
             write!(f, " opacity {:.3}", self.opacity)?;
+        }
+        for e in &self.effects {
+            write!(f, " {}", e.kind_name())?;
         }
         if let Some(a) = &self.animation {
             write!(f, " animated")?;

@@ -250,6 +250,9 @@ fn cuts_of(plan: &RenderPlan) -> Result<Vec<SmartCut>, Ineligible> {
         if rotation != 0 || layer.geometry.quarter_turns != 0 {
             return Err(no(format!("clip {clip:?} is rotated")));
         }
+        if !layer.effects.is_empty() {
+            return Err(no(format!("clip {clip:?} has effects")));
+        }
         if !layer.is_full_frame(out) || layer.geometry.crop != Default::default() {
             return Err(no(format!("clip {clip:?} is moved, scaled or cropped")));
         }
