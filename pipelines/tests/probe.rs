@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use nve_pipelines::probe::{MediaLimits, ProbeReport, check_limits, probe};
 
+mod common;
+
 fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("ffmpeg")
@@ -241,6 +243,50 @@ fn every_supported_kind_is_probed() {
         (webp.kind.as_str(), webp.video[0].codec.as_str()),
         ("image", "webp")
     );
+}
+
+/// `rotation` means "turn the stored picture this far clockwise to display it": turning the
+/// stored frame by the probed rotation must give the frame ffmpeg shows (ffmpeg applies the
+/// display matrix, as players do). ffmpeg 5.1's `rotate=N` tag becomes a matrix that turns the
+/// picture N degrees counter-clockwise, so 90 and 270 read back swapped; the white block in the
+/// stored top-left corner pins the direction.
+#[test]
+fn rotation_is_the_clockwise_turn_ffmpeg_displays() {
+    use common::{
+        Corner, bright_corner, corner_clip, ffmpeg_display, ffmpeg_stored, turn_clockwise,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (tag, rotation, corner) in [
+        (0, 0, Corner::TopLeft),
+        (90, 270, Corner::BottomLeft),
+        (180, 180, Corner::BottomRight),
+        (270, 90, Corner::TopRight),
+    ] {
+        let clip = corner_clip(dir.path(), tag);
+        let r = ok(&clip);
+        let v = &r.video[0];
+        assert_eq!(
+            (v.rotation, v.flipped),
+            (rotation, false),
+            "rotate={tag}: {r:?}"
+        );
+        assert_eq!((v.width, v.height), (320, 180), "stored size");
+
+        let (w, h, shown) = ffmpeg_display(&clip);
+        assert_eq!(bright_corner(&shown, w, h), Some(corner), "rotate={tag}");
+        let (sw, sh, stored) = ffmpeg_stored(&clip);
+        let (tw, th, turned) = turn_clockwise(&stored, sw, sh, v.rotation);
+        assert_eq!((tw, th), (w, h), "rotate={tag}: displayed size");
+        let off = turned
+            .iter()
+            .zip(&shown)
+            .filter(|(a, b)| a.abs_diff(**b) > 32)
+            .count();
+        assert_eq!(
+            off, 0,
+            "rotate={tag}: pixels that differ from ffmpeg's picture"
+        );
+    }
 }
 
 #[test]

@@ -340,3 +340,152 @@ pub fn failure(r: Result<Captured, RenderError>) -> RenderError {
         Err(e) => e,
     }
 }
+
+/// Size of [`corner_clip`]'s stored picture and of its white block.
+pub const CORNER_W: usize = 320;
+pub const CORNER_H: usize = 180;
+
+/// A 1 s, 25 fps H.264 clip: black, with a white 80×60 block in the top-left corner of the
+/// stored picture, and (unless `rotate` is 0) the display matrix that ffmpeg writes for
+/// `-metadata:s:v:0 rotate=<rotate>`. The block shows which way the picture was turned.
+pub fn corner_clip(dir: &Path, rotate: u32) -> PathBuf {
+    let plain = dir.join("corner.mp4");
+    if !plain.exists() {
+        let ok = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
+            .arg(format!(
+                "color=black:size={CORNER_W}x{CORNER_H}:rate=25:duration=1,\
+                 drawbox=x=0:y=0:w=80:h=60:color=white:t=fill"
+            ))
+            .args(["-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p"])
+            .arg(&plain)
+            .status()
+            .expect("ffmpeg")
+            .success();
+        assert!(ok, "corner clip");
+    }
+    if rotate == 0 {
+        return plain;
+    }
+    let out = dir.join(format!("corner-{rotate}.mp4"));
+    let ok = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&plain)
+        .args(["-c", "copy", "-metadata:s:v:0"])
+        .arg(format!("rotate={rotate}"))
+        .arg(&out)
+        .status()
+        .expect("ffmpeg")
+        .success();
+    assert!(ok, "rotate={rotate}");
+    out
+}
+
+/// A corner of a picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corner {
+    TopLeft,
+    TopRight,
+    BottomLeft,
+    BottomRight,
+}
+
+/// The corner the bright pixels of a `w`×`h` luma plane gather in (relative to its centre, so
+/// a picture centred in bars counts as the picture).
+pub fn bright_corner(luma: &[u8], w: usize, h: usize) -> Option<Corner> {
+    let (mut n, mut sx, mut sy) = (0usize, 0usize, 0usize);
+    for y in 0..h {
+        for x in 0..w {
+            if luma[y * w + x] > 200 {
+                n += 1;
+                sx += x;
+                sy += y;
+            }
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    let (right, bottom) = (2 * sx > n * w, 2 * sy > n * h);
+    Some(match (right, bottom) {
+        (false, false) => Corner::TopLeft,
+        (true, false) => Corner::TopRight,
+        (false, true) => Corner::BottomLeft,
+        (true, true) => Corner::BottomRight,
+    })
+}
+
+/// The first frame of `path` as ffmpeg shows it (with the container's rotation applied, its
+/// default, as players do): width, height and luma.
+pub fn ffmpeg_display(path: &Path) -> (usize, usize, Vec<u8>) {
+    ffmpeg_first_frame(path, true)
+}
+
+/// The first frame of `path` as stored, ignoring the container's rotation.
+pub fn ffmpeg_stored(path: &Path) -> (usize, usize, Vec<u8>) {
+    ffmpeg_first_frame(path, false)
+}
+
+fn ffmpeg_first_frame(path: &Path, autorotate: bool) -> (usize, usize, Vec<u8>) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error"]);
+    if !autorotate {
+        cmd.args(["-autorotate", "0"]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(path)
+        .args(["-frames:v", "1", "-pix_fmt", "gray", "-c:v", "pgm"])
+        .args(["-f", "image2pipe", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "decoding {}", path.display());
+    parse_pgm(&out.stdout)
+}
+
+/// A binary PGM ("P5", 8 bits) as ffmpeg writes it: width, height and pixels.
+fn parse_pgm(data: &[u8]) -> (usize, usize, Vec<u8>) {
+    // Header: four whitespace-separated fields, then one whitespace byte.
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        while data[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while !data[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        fields.push(String::from_utf8_lossy(&data[start..at]).into_owned());
+    }
+    assert_eq!(fields[0], "P5", "a binary PGM");
+    let w: usize = fields[1].parse().expect("width");
+    let h: usize = fields[2].parse().expect("height");
+    let pixels = data[at + 1..at + 1 + w * h].to_vec();
+    (w, h, pixels)
+}
+
+/// A `w`×`h` luma plane turned clockwise by `degrees` (a multiple of 90): its new width,
+/// height and pixels.
+pub fn turn_clockwise(luma: &[u8], w: usize, h: usize, degrees: u32) -> (usize, usize, Vec<u8>) {
+    let (mut w, mut h, mut luma) = (w, h, luma.to_vec());
+    for _ in 0..(degrees / 90) % 4 {
+        // A quarter turn clockwise: the bottom row becomes the left column.
+        let mut turned = vec![0u8; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                turned[x * h + (h - 1 - y)] = luma[y * w + x];
+            }
+        }
+        (w, h, luma) = (h, w, turned);
+    }
+    (w, h, luma)
+}
