@@ -512,3 +512,80 @@ fn effects_change_the_picture_where_and_when_they_apply() {
     assert!((mean_v(g, 100, 60, 220, 120) - 128.0).abs() < 3.0);
     assert!(g.mean(100, 60, 220, 120) > 40.0, "the grey image is there");
 }
+
+/// Pictures turn clockwise by any angle about their centre, also animated; a turned colour is a
+/// turned rectangle. Positions are computed from the geometry (picture 160x90 centred in 320x180).
+#[test]
+fn pictures_turn_by_any_angle() {
+    use nve_pipelines::timeline::{AnimProp, Interpolation, Keyframe, Rgba, Source};
+    let m = media_set();
+    let mut tilted = asset("a", 0, 0, 10);
+    tilted.transform.scale = 0.5;
+    tilted.transform.rotation = 45.0;
+    let mut spinning = asset("a", 10, 10, 10);
+    spinning.transform.scale = 0.5;
+    spinning.keyframes = [(0, 0.0), (9, 90.0)]
+        .into_iter()
+        .map(|(t, v)| Keyframe {
+            property: AnimProp::Rotation,
+            time: Frames(t),
+            value: v,
+            interpolation: Interpolation::Linear,
+        })
+        .collect();
+    let mut colour = nve_pipelines::timeline::Clip::new(
+        "white",
+        Source::Color {
+            rgba: Rgba::opaque(255, 255, 255),
+        },
+        Frames(20),
+        Frames(10),
+    );
+    colour.transform.scale = 0.5;
+    colour.transform.rotation = -30.0;
+    let tl = timeline(
+        output(320, 180, 25),
+        vec![track("v", TrackKind::Video, vec![tilted, spinning, colour])],
+    );
+    let plan = plan_of(&tl, &m.lib, None);
+    assert!(plan.to_string().contains("turned 45.0°"), "{plan}");
+    let out = capture(&plan).expect("render");
+    assert_eq!(out.frames.len(), 30);
+    // 45°: the picture's top-left block (source pixel (8, 8) → (-76, -41) from the centre)
+    // turns to (135, 7): white when the frame index is odd (its bit 0).
+    let (odd, even) = (&out.frames[1], &out.frames[2]);
+    assert!(
+        odd.mean(133, 5, 138, 10) > 150.0,
+        "{}",
+        odd.mean(133, 5, 138, 10)
+    );
+    assert!(even.mean(133, 5, 138, 10) < 60.0);
+    // Turned counter-clockwise it would be at (72, 115): the tag area or background there.
+    assert!(odd.mean(70, 113, 75, 118) < 70.0);
+    // Outside the turned picture (but inside its canvas): background.
+    assert!(odd.mean(96, 16, 104, 24) < 20.0);
+    assert!(odd.mean(216, 156, 224, 164) < 20.0);
+    // Centre: the tag area's luma.
+    assert!((odd.mean(156, 96, 164, 104) - f64::from(tag_of(0))).abs() < 6.0);
+    // Animated 0° → 90°: at 90° the block at (-76, -41) is at (41, -76) → (201, 14); frame 19
+    // shows source index 19 (odd). At 0° (frame 10) it is at (84, 49), index 10 (even).
+    let (start, end) = (&out.frames[10], &out.frames[19]);
+    assert!(
+        end.mean(199, 12, 204, 17) > 150.0,
+        "{}",
+        end.mean(199, 12, 204, 17)
+    );
+    assert!(start.mean(82, 47, 87, 52) < 60.0);
+    // Halfway (45°) the picture is not axis-aligned: the canvas corner is background.
+    assert!(out.frames[14].mean(84, 10, 90, 16) < 20.0);
+    // A white rectangle turned -30°: its centre white, its canvas corners background, and the
+    // edge antialiased (some pixels between black and white).
+    let c = &out.frames[25];
+    assert!(c.mean(150, 80, 170, 100) > 220.0);
+    assert!(c.mean(70, 0, 80, 10) < 20.0);
+    let grey = (0..180)
+        .flat_map(|y| (0..320).map(move |x| (x, y)))
+        .filter(|(x, y)| (60..180).contains(&c.y(*x, *y)))
+        .count();
+    assert!(grey > 100, "antialiased edges: {grey}");
+}

@@ -597,6 +597,7 @@ impl<'p> Occ<'p> {
                 rect: l.rect_at(i),
                 alpha: l.alpha_at(i),
                 mask: l.masked().map(|t| (t.kind, t.progress(i))),
+                angle: l.geometry.turned.map(|_| l.angle_at(i)),
             })
             .collect()
     }
@@ -607,6 +608,8 @@ struct FrameProps {
     rect: Rect,
     alpha: f64,
     mask: Option<(TransitionKind, f64)>,
+    /// Clockwise degrees of a picture turned in its canvas (which it never fills).
+    angle: Option<f64>,
 }
 
 fn video(
@@ -834,8 +837,18 @@ fn picture_branch(
     let (w, h) = table.iter().fold((2, 2), |(w, h), f| {
         (w.max(f.rect.width), h.max(f.rect.height))
     });
+    // A picture turned by any angle is scaled to its own size, then turned in its canvas
+    // (`(w, h)`), as large as the largest canvas of the occurrence.
+    let inner = l.geometry.turned.map(|t| {
+        let k = f64::from(w) / f64::from(l.geometry.rect.width.max(1));
+        (
+            (2 * ((f64::from(t.width) * k / 2.0).round() as i32)).clamp(2, w),
+            (2 * ((f64::from(t.height) * k / 2.0).round() as i32)).clamp(2, h),
+        )
+    });
+    let (iw, ih) = inner.unwrap_or((w, h));
     let turns = (rotation / 90 + u32::from(l.geometry.quarter_turns)) % 4;
-    let (pw, ph) = if turns % 2 == 1 { (h, w) } else { (w, h) };
+    let (pw, ph) = if turns % 2 == 1 { (ih, iw) } else { (iw, ih) };
     let c = l.geometry.crop;
     let reshaped = c != Default::default()
         || turns != 0
@@ -904,12 +917,15 @@ fn picture_branch(
     let fin = if direct {
         cx.capsfilter(cx.video_caps("I420", None))?
     } else {
-        cx.capsfilter(cx.video_caps("I420", Some((w, h))))?
+        cx.capsfilter(cx.video_caps("I420", Some((iw, ih))))?
     };
     chain.push(fin);
     // Effects run on the I420 frames at their size on screen.
     for e in &l.effects {
         chain.push(effect(cx, e)?);
+    }
+    if inner.is_some() {
+        chain.extend(turned(cx, occ.first, &table, (iw, ih), (w, h))?);
     }
     let q = cx.queue(2)?;
     chain.push(q.clone());
@@ -922,6 +938,96 @@ fn picture_branch(
     let _ = seg;
     cx.source(path, "video", &label, (lo, stop), sink)?;
     q.static_pad("src").ok_or_else(|| internal("queue src"))
+}
+
+/// Turns a picture (`iw`×`ih`, I420) in its transparent canvas (`w`×`h`, AYUV) by each
+/// frame's angle: converted to AYUV, bordered with clear pixels by `videobox`, turned in place.
+fn turned(
+    cx: &mut Cx<'_>,
+    first: i64,
+    table: &[FrameProps],
+    (iw, ih): (i32, i32),
+    (w, h): (i32, i32),
+) -> Result<Vec<gst::Element>, RenderError> {
+    let conv = cx.convertscale()?;
+    let ayuv = cx.capsfilter(
+        gst::Caps::builder("video/x-raw")
+            .field("format", "AYUV")
+            .build(),
+    )?;
+    let boxed = cx.make("videobox")?;
+    let (left, top) = ((w - iw) / 2, (h - ih) / 2);
+    boxed.set_property("left", -left);
+    boxed.set_property("right", -(w - iw - left));
+    boxed.set_property("top", -top);
+    boxed.set_property("bottom", -(h - ih - top));
+    boxed.set_property("border-alpha", 0.0f64);
+    let sized = cx.capsfilter(cx.video_caps("AYUV", Some((w, h))))?;
+    let turn = cx.make("identity")?;
+    let pad = turn
+        .static_pad("src")
+        .ok_or_else(|| internal("identity src"))?;
+    let angles: Vec<f64> = table.iter().map(|f| f.angle.unwrap_or(0.0)).collect();
+    let out = cx.out.clone();
+    let info: Mutex<Option<gst_video::VideoInfo>> = Mutex::new(None);
+    let scratch: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, probe| {
+            if let Some(gst::PadProbeData::Event(ev)) = &probe.data {
+                if let gst::EventView::Caps(c) = ev.view()
+                    && let Ok(mut i) = info.lock()
+                {
+                    *i = gst_video::VideoInfo::from_caps(c.caps()).ok();
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(vi) = info.lock().ok().and_then(|i| i.clone()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(buffer) = probe.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(pts) = buffer.pts() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let j = frame_of(&out, pts.nseconds());
+            let angle = usize::try_from(j - first)
+                .ok()
+                .and_then(|i| angles.get(i))
+                .copied()
+                .unwrap_or(0.0);
+            if angle.rem_euclid(360.0) == 0.0 {
+                return gst::PadProbeReturn::Ok;
+            }
+            let b = buffer.make_mut();
+            let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &vi) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let (fw, fh) = (vi.width() as usize, vi.height() as usize);
+            let stride = usize::try_from(frame.plane_stride()[0]).unwrap_or(fw * 4);
+            let Ok(data) = frame.plane_data_mut(0) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Ok(mut src) = scratch.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            src.clear();
+            src.extend_from_slice(data);
+            // AYUV: alpha first; clear is transparent black.
+            effects::turn(
+                &src,
+                (fw, fh, stride),
+                data,
+                (fw, fh, stride),
+                angle,
+                0,
+                [0, 16, 128, 128],
+            );
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(vec![conv, ayuv, boxed, sized, turn])
 }
 
 /// One effect on I420 frames: `videobalance` for the balance effects, a blur of each plane (the
@@ -990,9 +1096,11 @@ fn composite(
     base: Option<gst::Pad>,
 ) -> Result<gst::Pad, RenderError> {
     let out = cx.out;
-    let ayuv = run
-        .iter()
-        .any(|o| o.parts.iter().any(|p| p.2.masked().is_some()));
+    let ayuv = run.iter().any(|o| {
+        o.parts
+            .iter()
+            .any(|p| p.2.masked().is_some() || p.2.geometry.turned.is_some())
+    });
     let comp = cx.make("compositor")?;
     comp.set_property_from_str("background", "black");
     comp.set_property("emit-signals", true);
@@ -1087,7 +1195,9 @@ fn covered(seg: &Segment, run: &[Occ<'_>], out: &PlanOutput) -> bool {
             usize::try_from(j - first)
                 .ok()
                 .and_then(|i| t.get(i))
-                .is_some_and(|f| f.rect == full && f.alpha >= 1.0 && f.mask.is_none())
+                .is_some_and(|f| {
+                    f.rect == full && f.alpha >= 1.0 && f.mask.is_none() && f.angle.is_none()
+                })
         })
     })
 }
@@ -1197,6 +1307,18 @@ fn still(cx: &Cx<'_>, occ: &Occ<'_>) -> Result<Option<Still>, RenderError> {
         (w.max(f.rect.width), h.max(f.rect.height))
     });
     let (w, h) = (w.max(2) as u32, h.max(2) as u32);
+    // A still turned by any angle is drawn at its own size, turned once into its canvas.
+    let canvas = (w, h);
+    let (w, h) = match l.geometry.turned {
+        Some(t) => {
+            let k = f64::from(w) / f64::from(l.geometry.rect.width.max(1));
+            (
+                ((f64::from(t.width) * k).round() as u32).clamp(2, w),
+                ((f64::from(t.height) * k).round() as u32).clamp(2, h),
+            )
+        }
+        None => (w, h),
+    };
     let (bitmap, fixed) = match &l.source {
         LayerSource::Color { rgba } => (Bitmap::solid(w, h, *rgba), None),
         LayerSource::Image { path, rotation, .. } => (
@@ -1217,6 +1339,9 @@ fn still(cx: &Cx<'_>, occ: &Occ<'_>) -> Result<Option<Still>, RenderError> {
     };
     let mut bitmap = bitmap;
     effects::apply_to_bitmap(&mut bitmap, &l.effects);
+    if let Some(t) = l.geometry.turned {
+        bitmap = effects::turn_bitmap(&bitmap, canvas, t.angle);
+    }
     let buffer = bitmap.to_buffer()?;
     Ok(Some(Still {
         first: occ.first,

@@ -208,6 +208,17 @@ impl Layer {
         }
     }
 
+    /// Clockwise degrees of a turned picture at span frame `i` (0 when not turned).
+    pub fn angle_at(&self, i: i64) -> f64 {
+        self.animation
+            .as_ref()
+            .and_then(|a| a.angles.as_ref())
+            .and_then(|v| usize::try_from(i).ok().and_then(|i| v.get(i)))
+            .copied()
+            .or(self.geometry.turned.map(|t| t.angle))
+            .unwrap_or(0.0)
+    }
+
     pub fn is_picture(&self) -> bool {
         matches!(self.source, LayerSource::Video { .. })
     }
@@ -229,6 +240,7 @@ impl Layer {
         };
         self.is_picture()
             && self.geometry.rect == full
+            && self.geometry.turned.is_none()
             && self.animation.is_none()
             && self.transition.is_none()
             && self.opacity >= 1.0
@@ -280,6 +292,20 @@ pub struct Geometry {
     /// Pixels of the stored (un-rotated) source picture left out on each side: the clip's crop
     /// plus whatever falls outside the frame. Zero for colours and titles.
     pub crop: Crop,
+    /// Turned by an angle that is not a quarter turn (or by an animated one): `rect` is then a
+    /// square canvas, centred on the picture, that the picture turns in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turned: Option<Turned>,
+}
+
+/// A picture turned by any angle inside its square canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Turned {
+    /// Clockwise degrees at the span's first frame.
+    pub angle: f64,
+    /// The picture's size before it turns (even).
+    pub width: i32,
+    pub height: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -295,6 +321,9 @@ pub struct Crop {
 pub struct Animation {
     pub rects: Option<Vec<Rect>>,
     pub opacity: Option<Vec<f64>>,
+    /// Clockwise degrees of a turned picture, per frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub angles: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -686,7 +715,6 @@ fn layer(
     q: i64,
 ) -> Result<Option<Layer>, RenderError> {
     for (prop, what) in [
-        (AnimProp::Rotation, "rotation"),
         (AnimProp::CropLeft, "crop"),
         (AnimProp::CropRight, "crop"),
         (AnimProp::CropTop, "crop"),
@@ -793,23 +821,62 @@ fn layer(
     let mut rects = Vec::with_capacity(usize::try_from(frames).unwrap_or(0));
     let mut opac = Vec::with_capacity(rects.capacity());
     let mut first_geom: Option<Geometry> = None;
-    let animated_geometry = clip
-        .keyframes
+    let animated_geometry = clip.keyframes.iter().any(|k| {
+        matches!(
+            k.property,
+            AnimProp::X | AnimProp::Y | AnimProp::Scale | AnimProp::Rotation
+        )
+    });
+    // Any angle that is not a quarter turn, or a rotation that changes, turns the picture in a
+    // canvas (quarter turns alone are exact flips of the picture).
+    let rotations: Vec<f64> = std::iter::once(clip.transform.rotation)
+        .chain(
+            clip.keyframes
+                .iter()
+                .filter(|k| k.property == AnimProp::Rotation)
+                .map(|k| k.value),
+        )
+        .collect();
+    let turning = rotations
         .iter()
-        .any(|k| matches!(k.property, AnimProp::X | AnimProp::Y | AnimProp::Scale));
+        .any(|r| (r / 90.0 - (r / 90.0).round()).abs() > 1e-9)
+        || rotations.iter().skip(1).any(|r| *r != rotations[1]);
+    if turning && matches!(clip.source, Source::Image { .. } | Source::Color { .. }) {
+        // Stills are rasterised once, turned once.
+        constant_keyframes(clip, AnimProp::Rotation, "rotation of an image or colour")?;
+    }
+    let mut angles = Vec::new();
     for i in 0..frames {
         let pr = props_at(clip, k0 + i);
         opac.push((pr.opacity * fade(k0 + i)).clamp(0.0, 1.0));
         if let Some(dims) = &src_dims
             && (i == 0 || animated_geometry)
         {
-            let g = place(out, dims, clip.transform.fit, &pr, !animated_geometry)
-                .map_err(|m| RenderError::Unsupported(format!("clip {:?}: {m}", clip.id)))?;
+            let g = place(
+                out,
+                dims,
+                clip.transform.fit,
+                &pr,
+                !animated_geometry && !turning,
+                turning,
+            )
+            .map_err(|m| RenderError::Unsupported(format!("clip {:?}: {m}", clip.id)))?;
             rects.push(g.rect);
+            angles.push(g.turned.map_or(0.0, |t| t.angle));
             if first_geom.is_none() {
                 first_geom = Some(g);
             }
         }
+    }
+    if turning
+        && rects
+            .iter()
+            .any(|r| r.width > MAX_ANIMATED_SIZE || r.height > MAX_ANIMATED_SIZE)
+    {
+        return Err(RenderError::Unsupported(format!(
+            "clip {:?}: a turned picture larger than {MAX_ANIMATED_SIZE} pixels",
+            clip.id
+        )));
     }
     let geometry = first_geom.unwrap_or(Geometry {
         rect: Rect {
@@ -820,6 +887,7 @@ fn layer(
         },
         quarter_turns: 0,
         crop: Crop::default(),
+        turned: None,
     });
     if animated_geometry
         && rects
@@ -834,9 +902,11 @@ fn layer(
     let opacity = opac.first().copied().unwrap_or(1.0);
     let rects = (rects.len() > 1 && rects.iter().any(|r| *r != rects[0])).then_some(rects);
     let opac = opac.iter().any(|o| *o != opacity).then_some(opac);
-    let animation = (rects.is_some() || opac.is_some()).then_some(Animation {
+    let angles = (angles.len() > 1 && angles.iter().any(|a| *a != angles[0])).then_some(angles);
+    let animation = (rects.is_some() || opac.is_some() || angles.is_some()).then_some(Animation {
         rects,
         opacity: opac,
+        angles,
     });
     // A layer entirely outside the frame shows nothing (unless animated into it).
     if animation.is_none() && (geometry.rect.width <= 0 || geometry.rect.height <= 0) {
@@ -977,15 +1047,14 @@ fn place(
     fit: Fit,
     pr: &Props,
     clip_to_frame: bool,
+    turning: bool,
 ) -> Result<Geometry, String> {
     let turns_f = pr.rotation / 90.0;
-    if (turns_f - turns_f.round()).abs() > 1e-9 {
-        return Err(format!(
-            "rotation by {}° is not rendered yet (only multiples of 90°)",
-            pr.rotation
-        ));
-    }
-    let q = (turns_f.round() as i64).rem_euclid(4) as u8;
+    let q = if turning {
+        0
+    } else {
+        (turns_f.round() as i64).rem_euclid(4) as u8
+    };
     let (ow, oh) = (f64::from(out.width), f64::from(out.height));
     // Upright display size of the source.
     let (sw, sh) = (f64::from(src.width) * src.par, f64::from(src.height));
@@ -1011,8 +1080,26 @@ fn place(
         Fit::Stretch => (ow, oh),
     };
     let (pw, ph) = (fw * pr.scale, fh * pr.scale);
-    let (bw, bh) = if q % 2 == 1 { (ph, pw) } else { (pw, ph) };
     let (cxp, cyp) = (ow / 2.0 + pr.x * ow, oh / 2.0 + pr.y * oh);
+    let turned = turning.then(|| {
+        // The canvas holds the picture at every angle: a square as wide as its diagonal.
+        let (iw, ih) = (even(pw).max(2), even(ph).max(2));
+        let side = f64::from(iw).hypot(f64::from(ih));
+        let d = 2 * ((side / 2.0).ceil() as i32);
+        (
+            Turned {
+                angle: pr.rotation.rem_euclid(360.0),
+                width: iw,
+                height: ih,
+            },
+            d,
+        )
+    });
+    let (bw, bh) = match turned {
+        Some((_, d)) => (f64::from(d), f64::from(d)),
+        None if q % 2 == 1 => (ph, pw),
+        None => (pw, ph),
+    };
     let (x0, y0) = (cxp - bw / 2.0, cyp - bh / 2.0);
     // Visible part in on-screen fractions of the placed picture.
     let (mut u0, mut u1, mut v0, mut v1) = (0.0, 1.0, 0.0, 1.0);
@@ -1074,10 +1161,22 @@ fn place(
     if crop.top + crop.bottom + 2 > src.height {
         crop.bottom = src.height.saturating_sub(crop.top + 2);
     }
+    let rect = match turned {
+        // The canvas keeps its size (even when partly off screen) so the picture turns about
+        // its centre.
+        Some((_, d)) => Rect {
+            x: even(cxp - f64::from(d) / 2.0),
+            y: even(cyp - f64::from(d) / 2.0),
+            width: d,
+            height: d,
+        },
+        None => rect,
+    };
     Ok(Geometry {
         rect,
         quarter_turns: q,
         crop,
+        turned: turned.map(|t| t.0),
     })
 }
 
@@ -1311,6 +1410,9 @@ impl fmt::Display for Layer {
                     " turned {}°",
                     u32::from(self.geometry.quarter_turns) * 90
                 )?;
+            }
+            if let Some(t) = self.geometry.turned {
+                write!(f, " turned {:.1}° ({}x{})", t.angle, t.width, t.height)?;
             }
             let c = self.geometry.crop;
             if c != Crop::default() {

@@ -135,20 +135,33 @@ fn errors_have_codes() {
             "{r:?}"
         );
     }
+    // An animated crop is still refused; any angle and effects are planned.
+    let mut c = clip("x", "a", 0, 0, 10);
+    c.keyframes = [(0, 0.0), (5, 0.2)]
+        .into_iter()
+        .map(|(t, v)| crate::timeline::Keyframe {
+            property: AnimProp::CropTop,
+            time: Frames(t),
+            value: v,
+            interpolation: Interpolation::Linear,
+        })
+        .collect();
+    let e = plan(&tl(vec![video("v", vec![c])]), &media, None).expect_err("unsupported");
+    assert_eq!(e.code(), "unsupported");
     let mut c = clip("x", "a", 0, 0, 10);
     c.transform.rotation = 45.0;
-    let t = tl(vec![video("v", vec![c])]);
-    let e = plan(&t, &media, None).expect_err("unsupported");
-    assert_eq!(e.code(), "unsupported");
-    assert!(e.to_string().contains("45"), "{e}");
-    let mut c = clip("x", "a", 0, 0, 10);
+    c.transform.scale = 0.5;
     c.effects = vec![crate::timeline::Effect::Greyscale];
-    assert_eq!(
-        plan(&tl(vec![video("v", vec![c])]), &media, None)
-            .err()
-            .map(|e| e.code()),
-        Some("unsupported")
-    );
+    let p = plan(&tl(vec![video("v", vec![c])]), &media, None).expect("plan");
+    let l = &p.spans[0].layers[0];
+    let t = l.geometry.turned.expect("turned");
+    assert_eq!(t.angle, 45.0);
+    // The canvas is a square as wide as the picture's diagonal, centred on it.
+    let r = l.geometry.rect;
+    assert_eq!(r.width, r.height);
+    let diag = f64::from(t.width).hypot(f64::from(t.height));
+    assert!(f64::from(r.width) >= diag && f64::from(r.width) < diag + 3.0);
+    assert_eq!(l.effects, vec![crate::timeline::Effect::Greyscale]);
 }
 
 #[test]
