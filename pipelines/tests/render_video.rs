@@ -589,3 +589,89 @@ fn pictures_turn_by_any_angle() {
         .count();
     assert!(grey > 100, "antialiased edges: {grey}");
 }
+
+/// A title moved and scaled by the clip transform lands where the transform puts the frame it
+/// is drawn on: here its anchor (centre of the frame) moves right by a quarter of the width and
+/// the text shrinks to half; turned by 90° it stands upright.
+#[test]
+fn titles_follow_the_clip_transform() {
+    use nve_pipelines::timeline::{Clip, HAlign, Rgba, Source, Title, VAlign};
+    init();
+    let title = |id: &str, start: i64| {
+        Clip::new(
+            id,
+            Source::Title(Box::new(Title {
+                text: "WIDE TITLE".into(),
+                font_family: "DejaVu Sans".into(),
+                size: 30.0,
+                weight: 700,
+                color: Rgba::WHITE,
+                outline: None,
+                shadow: None,
+                background: None,
+                align: HAlign::Center,
+                valign: VAlign::Middle,
+                x: 0.5,
+                y: 0.5,
+                fade_in: Frames(0),
+                fade_out: Frames(0),
+            })),
+            Frames(start),
+            Frames(5),
+        )
+    };
+    let plain = title("plain", 0);
+    let mut moved = title("moved", 5);
+    moved.transform.x = 0.25;
+    moved.transform.scale = 0.5;
+    let mut turned = title("turned", 10);
+    turned.transform.rotation = 90.0;
+    let tl = timeline(
+        output(320, 180, 25),
+        vec![track("o", TrackKind::Overlay, vec![plain, moved, turned])],
+    );
+    let lib = Library(Vec::new());
+    let plan = plan_of(&tl, &lib, None);
+    let out = capture(&plan).expect("render");
+    assert_eq!(out.frames.len(), 15);
+    // Bounding box of bright pixels.
+    let bbox = |f: &Frame| {
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for y in 0..f.height {
+            for x in 0..f.width {
+                if f.y(x, y) > 128 {
+                    x0 = x0.min(x);
+                    y0 = y0.min(y);
+                    x1 = x1.max(x);
+                    y1 = y1.max(y);
+                }
+            }
+        }
+        (x0, y0, x1, y1)
+    };
+    let (a0, b0, a1, b1) = bbox(&out.frames[2]);
+    let (w, h) = ((a1 - a0) as f64, (b1 - b0) as f64);
+    let centre = ((a0 + a1) as f64 / 2.0, (b0 + b1) as f64 / 2.0);
+    assert!((centre.0 - 160.0).abs() < 4.0 && (centre.1 - 90.0).abs() < 4.0);
+    assert!(w > 2.5 * h, "a wide title: {w}x{h}");
+    // Moved: the frame it is drawn on is half size, centred at x = 240: the text centre at
+    // (240, 90), half as wide.
+    let (c0, d0, c1, d1) = bbox(&out.frames[7]);
+    let (mw, mc) = (
+        (c1 - c0) as f64,
+        ((c0 + c1) as f64 / 2.0, (d0 + d1) as f64 / 2.0),
+    );
+    assert!(
+        (mc.0 - 240.0).abs() < 4.0 && (mc.1 - 90.0).abs() < 4.0,
+        "{mc:?}"
+    );
+    assert!((mw / w - 0.5).abs() < 0.1, "half as wide: {mw} of {w}");
+    // Turned 90° (the frame fitted into the frame again: contain): taller than wide.
+    let (e0, f0, e1, f1) = bbox(&out.frames[12]);
+    assert!(
+        (f1 - f0) > 2 * (e1 - e0),
+        "upright: {}x{}",
+        e1 - e0,
+        f1 - f0
+    );
+}

@@ -1331,10 +1331,35 @@ fn still(cx: &Cx<'_>, occ: &Occ<'_>) -> Result<Option<Still>, RenderError> {
             )?,
             None,
         ),
-        LayerSource::Title { title } => match stills::title_bitmap(title, cx.out)? {
+        LayerSource::Title {
+            title,
+            framed: false,
+        } => match stills::title_bitmap(title, cx.out)? {
             Some(t) => (t.bitmap, Some((t.x, t.y))),
             None => return Ok(None),
         },
+        LayerSource::Title {
+            title,
+            framed: true,
+        } => {
+            // Drawn at its anchor on a frame-sized picture, which is then cropped, turned and
+            // scaled like an image.
+            let Some(t) = stills::title_bitmap(title, cx.out)? else {
+                return Ok(None);
+            };
+            let mut frame = Bitmap::new(cx.out.width, cx.out.height);
+            frame.draw(&t.bitmap, t.x, t.y);
+            (
+                effects::reframe(
+                    &frame,
+                    l.geometry.crop,
+                    u32::from(l.geometry.quarter_turns),
+                    w,
+                    h,
+                ),
+                None,
+            )
+        }
         LayerSource::Video { .. } => return Err(internal("still for a picture")),
     };
     let mut bitmap = bitmap;

@@ -345,3 +345,111 @@ mod turn_tests {
         );
     }
 }
+
+/// The part of `b` left after `crop`, turned by `turns` quarter turns clockwise and resampled
+/// to `w`×`h` (bilinear, premultiplied: transparent pixels lend no colour).
+pub(crate) fn reframe(b: &Bitmap, crop: super::plan::Crop, turns: u32, w: u32, h: u32) -> Bitmap {
+    let mut out = Bitmap::new(w.max(1), h.max(1));
+    let (sw, sh) = (b.width as f64, b.height as f64);
+    let x0 = f64::from(crop.left).min(sw);
+    let y0 = f64::from(crop.top).min(sh);
+    let cw = (sw - x0 - f64::from(crop.right)).max(1.0);
+    let ch = (sh - y0 - f64::from(crop.bottom)).max(1.0);
+    let (bw, bh) = (b.width as i64, b.height as i64);
+    let texel = |x: i64, y: i64| -> [f64; 4] {
+        let (x, y) = (x.clamp(0, bw - 1), y.clamp(0, bh - 1));
+        let at = (y as usize * b.width as usize + x as usize) * 4;
+        match b.data.get(at..at + 4) {
+            Some(p) => [
+                f64::from(p[0]),
+                f64::from(p[1]),
+                f64::from(p[2]),
+                f64::from(p[3]),
+            ],
+            None => [0.0; 4],
+        }
+    };
+    let (ow, oh) = (f64::from(out.width), f64::from(out.height));
+    for y in 0..out.height as usize {
+        for x in 0..out.width as usize {
+            // Output fractions → fractions of the cropped picture before the turn.
+            let (u, v) = ((x as f64 + 0.5) / ow, (y as f64 + 0.5) / oh);
+            let (a, c) = match turns % 4 {
+                1 => (v, 1.0 - u),
+                2 => (1.0 - u, 1.0 - v),
+                3 => (1.0 - v, u),
+                _ => (u, v),
+            };
+            let fx = x0 + a * cw - 0.5;
+            let fy = y0 + c * ch - 0.5;
+            let (ix, iy) = (fx.floor(), fy.floor());
+            let (ux, uy) = (fx - ix, fy - iy);
+            let (ix, iy) = (ix as i64, iy as i64);
+            let mut acc = [0f64; 3];
+            let mut alpha = 0f64;
+            for (tx, ty, wgt) in [
+                (ix, iy, (1.0 - ux) * (1.0 - uy)),
+                (ix + 1, iy, ux * (1.0 - uy)),
+                (ix, iy + 1, (1.0 - ux) * uy),
+                (ix + 1, iy + 1, ux * uy),
+            ] {
+                let t = texel(tx, ty);
+                let a = t[3] * wgt;
+                alpha += a;
+                for k in 0..3 {
+                    acc[k] += t[k] * a;
+                }
+            }
+            let at = (y * out.width as usize + x) * 4;
+            if let Some(px) = out.data.get_mut(at..at + 4)
+                && alpha >= 0.5
+            {
+                for k in 0..3 {
+                    px[k] = (acc[k] / alpha).round().clamp(0.0, 255.0) as u8;
+                }
+                px[3] = alpha.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod reframe_tests {
+    use super::*;
+    use crate::render::plan::Crop;
+
+    #[test]
+    fn crop_turn_and_scale() {
+        // 4x2: left half red, right half blue.
+        let mut b = Bitmap::new(4, 2);
+        for (i, px) in b.data.chunks_exact_mut(4).enumerate() {
+            let blue = i % 4 >= 2;
+            px.copy_from_slice(if blue {
+                &[255, 0, 0, 255]
+            } else {
+                &[0, 0, 255, 255]
+            });
+        }
+        // Scaled up 2x: still left red, right blue.
+        let s = reframe(&b, Crop::default(), 0, 8, 4);
+        assert_eq!(&s.data[0..4], &[0, 0, 255, 255]);
+        assert_eq!(&s.data[7 * 4..8 * 4], &[255, 0, 0, 255]);
+        // A quarter turn clockwise: red on top.
+        let t = reframe(&b, Crop::default(), 1, 2, 4);
+        assert_eq!(&t.data[0..4], &[0, 0, 255, 255]);
+        assert_eq!(&t.data[(3 * 2) * 4..(3 * 2) * 4 + 4], &[255, 0, 0, 255]);
+        // Cropping the left half away leaves blue.
+        let c = reframe(
+            &b,
+            Crop {
+                left: 2,
+                ..Crop::default()
+            },
+            0,
+            2,
+            2,
+        );
+        assert!(c.data.chunks_exact(4).all(|p| p == [255, 0, 0, 255]));
+    }
+}

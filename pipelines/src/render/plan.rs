@@ -269,6 +269,11 @@ pub enum LayerSource {
     },
     Title {
         title: Box<Title>,
+        /// Moved, scaled, turned or cropped by the clip transform: drawn at its anchor on a
+        /// transparent picture the size of the frame, which the transform then places like an
+        /// image. Otherwise drawn where its anchor puts it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        framed: bool,
     },
 }
 
@@ -787,19 +792,23 @@ fn layer(
                 fit: tr.fit,
                 ..Default::default()
             };
-            if *tr != plain
+            let framed = *tr != plain
                 || clip
                     .keyframes
                     .iter()
-                    .any(|k| geometric.contains(&k.property))
-            {
-                return Err(RenderError::Unsupported(format!(
-                    "clip {:?}: a title is placed by its own anchor; moving, scaling, rotating or \
-                     cropping it with the clip transform is not rendered",
-                    clip.id
-                )));
-            }
-            (LayerSource::Title { title: t.clone() }, None)
+                    .any(|k| geometric.contains(&k.property));
+            (
+                LayerSource::Title {
+                    title: t.clone(),
+                    framed,
+                },
+                framed.then_some(SrcDims {
+                    width: out.width,
+                    height: out.height,
+                    par: 1.0,
+                    rotation: 0,
+                }),
+            )
         }
         (_, None) => {
             return Err(RenderError::MissingSource(format!(
@@ -841,9 +850,13 @@ fn layer(
         .iter()
         .any(|r| (r / 90.0 - (r / 90.0).round()).abs() > 1e-9)
         || rotations.iter().skip(1).any(|r| *r != rotations[1]);
-    if turning && matches!(clip.source, Source::Image { .. } | Source::Color { .. }) {
+    if turning && !matches!(clip.source, Source::Asset { .. }) {
         // Stills are rasterised once, turned once.
-        constant_keyframes(clip, AnimProp::Rotation, "rotation of an image or colour")?;
+        constant_keyframes(
+            clip,
+            AnimProp::Rotation,
+            "rotation of an image, colour or title",
+        )?;
     }
     let mut angles = Vec::new();
     for i in 0..frames {
@@ -1384,7 +1397,7 @@ impl fmt::Display for Layer {
             LayerSource::Video { path, .. } => write!(f, "video {}", file_name(path))?,
             LayerSource::Image { path, .. } => write!(f, "image {}", file_name(path))?,
             LayerSource::Color { rgba } => write!(f, "colour {rgba}")?,
-            LayerSource::Title { title } => write!(f, "title {:?}", title.text)?,
+            LayerSource::Title { title, .. } => write!(f, "title {:?}", title.text)?,
         }
         if let Some(t) = &self.timing {
             let speed = f64::from(t.speed_milli) / 1000.0;
@@ -1401,7 +1414,7 @@ impl fmt::Display for Layer {
                 write!(f, " reversed")?;
             }
         }
-        if !matches!(self.source, LayerSource::Title { .. }) {
+        if !matches!(self.source, LayerSource::Title { framed: false, .. }) {
             let r = self.geometry.rect;
             write!(f, " at {},{} {}x{}", r.x, r.y, r.width, r.height)?;
             if self.geometry.quarter_turns != 0 {

@@ -38,6 +38,30 @@ impl Bitmap {
         b
     }
 
+    /// Copies `src` into this bitmap with its top-left corner at (`x`, `y`), clipped.
+    pub fn draw(&mut self, src: &Bitmap, x: i32, y: i32) {
+        let (dw, dh) = (self.width as i64, self.height as i64);
+        for sy in 0..src.height as i64 {
+            let ty = i64::from(y) + sy;
+            if !(0..dh).contains(&ty) {
+                continue;
+            }
+            for sx in 0..src.width as i64 {
+                let tx = i64::from(x) + sx;
+                if !(0..dw).contains(&tx) {
+                    continue;
+                }
+                let s = ((sy * src.width as i64 + sx) * 4) as usize;
+                let d = ((ty * dw + tx) * 4) as usize;
+                if let (Some(from), Some(to)) =
+                    (src.data.get(s..s + 4), self.data.get_mut(d..d + 4))
+                {
+                    to.copy_from_slice(from);
+                }
+            }
+        }
+    }
+
     /// A buffer the overlay blender accepts (BGRA is the overlay "RGB" format on little-endian
     /// machines, which is what the video blender converts from).
     pub fn to_buffer(&self) -> Result<gst::Buffer, RenderError> {
