@@ -229,9 +229,10 @@ pub enum HardwareAcceleration {
     Auto,
     /// Software only.
     Off,
-    /// Require VA-API.
+    /// VA-API encoders first; software when VA-API does not work here or fails mid-render
+    /// (a render never fails for want of hardware; `nve-worker selftest` shows what is used).
     Vaapi,
-    /// Require NVIDIA (NVENC/NVDEC).
+    /// NVIDIA (NVENC/NVDEC) first, with the same software fallback.
     Nvcodec,
 }
 
