@@ -229,11 +229,13 @@ pub async fn at_version<C: ConnectionTrait>(
     Ok(tl)
 }
 
-/// The wire form of a logged version's op, for clients replaying the log.
+/// The wire form of a logged version's op, for clients replaying the log. Converted as a
+/// whole, so each op's seconds are on the grid in effect when it applied (after a frame-rate
+/// change earlier in the version), which is how clients convert them back.
 fn wire_ops(op: &Op, before: &Timeline) -> Result<Vec<serde_json::Value>, ApiError> {
-    match op {
-        Op::Batch { ops } => ops.iter().map(|o| encode(&before.op_to_doc(o))).collect(),
-        other => Ok(vec![encode(&before.op_to_doc(other))?]),
+    match before.op_to_doc(op) {
+        OpDoc::Batch { ops } => ops.iter().map(encode).collect(),
+        other => Ok(vec![encode(&other)?]),
     }
 }
 
@@ -638,10 +640,12 @@ impl Collab {
         }
         let mut domain = Vec::with_capacity(ops.len());
         let mut problems = Vec::new();
+        // The ops apply one after another: each snaps on the grid the ones before it leave.
+        let mut intake = tl.op_intake();
         for (i, raw) in ops.iter().enumerate() {
             let pointer = format!("/ops/{i}");
             match crate::payload::decode_value_at::<OpDoc>(raw, &pointer) {
-                Ok(doc) => match tl.op_from_doc(&doc, cx) {
+                Ok(doc) => match intake.convert(&doc, cx) {
                     Ok(op) => domain.push(op),
                     Err(e) => problems.extend(edit_error(&e, &pointer).errors),
                 },

@@ -21,6 +21,7 @@ both_dbs!(
     removed_members_are_disconnected_and_presence_is_shared,
     job_events_reach_the_projects_sockets_only,
     many_clients_converge_on_one_history,
+    ops_after_a_frame_rate_change_replay_to_the_servers_document,
 );
 
 struct Ws {
@@ -252,6 +253,68 @@ fn from_wire(doc: &Value) -> Timeline {
     };
     let d: TimelineDoc = serde_json::from_value(doc.clone()).expect("doc");
     Timeline::from_doc(&d, &cx).expect("valid doc")
+}
+
+/// Op messages carry each op's seconds on the grid in effect when it applied, which is how a
+/// client converts them: replaying them, live or from the log, gives the server's document.
+async fn ops_after_a_frame_rate_change_replay_to_the_servers_document(db: Db) {
+    let app = spawn_app(db).await;
+    let a = app.user("rate@example.org").await;
+    let p = app.project(&a, "rate").await;
+    let (mut ws, _) = Ws::hello(&app, &p, &a, None).await;
+    let snapshot = ws.until("snapshot").await;
+    let initial = from_wire(&snapshot["document"]);
+    let edits = [
+        json!([{"type": "set_output", "patch": {"frame_rate": 25}}, color_clip("c1", 4.0, 0.8)]),
+        json!([{"type": "batch", "ops": [
+            {"type": "set_output", "patch": {"frame_rate": 24}},
+            color_clip("c2", 6.0, 0.5)
+        ]}]),
+    ];
+    for (i, ops) in edits.into_iter().enumerate() {
+        let r = app
+            .post(
+                &format!("/v1/projects/{p}/edits"),
+                Some(&a.token),
+                json!({"base_version": i, "client_op_id": format!("e{i}"), "ops": ops}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    // The undo's op is the inverse: the clip goes, then the 25 fps document comes back.
+    let r = app
+        .post(
+            &format!("/v1/projects/{p}/undo"),
+            Some(&a.token),
+            json!({"client_op_id": "u"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let server = |version: i64| {
+        let app = &app;
+        let (p, token) = (p.clone(), a.token.clone());
+        async move {
+            let path = format!("/v1/projects/{p}/timeline/versions/{version}");
+            from_wire(&app.get(&path, &token).await.body["document"])
+        }
+    };
+    let mut live = initial.clone();
+    for version in 1..=3 {
+        let m = ws.until("op").await;
+        assert_eq!(m["version"], version);
+        apply_wire(&mut live, &m);
+        assert_eq!(live, server(version).await, "live, version {version}");
+    }
+    // A client resuming from version 0 gets the same ops from the log.
+    let (mut ws, _) = Ws::hello(&app, &p, &a, Some(0)).await;
+    let mut resumed = initial;
+    for version in 1..=3 {
+        let m = ws.until("op").await;
+        assert_eq!(m["version"], version);
+        apply_wire(&mut resumed, &m);
+        assert_eq!(resumed, server(version).await, "resumed, version {version}");
+    }
 }
 
 async fn many_clients_converge_on_one_history(db: Db) {

@@ -11,6 +11,7 @@ both_dbs!(
     whole_document_replacement_needs_if_match,
     timeline_authorization,
     document_limits_come_from_configuration,
+    an_edit_snaps_each_op_on_the_grid_it_applies_on,
 );
 
 async fn document_limits_come_from_configuration(db: Db) {
@@ -168,6 +169,93 @@ async fn edits_history_and_idempotency(db: Db) {
     app.get(&format!("/v1/projects/{p}/timeline/versions/9"), &a.token)
         .await
         .assert_problem(404, "not-found");
+}
+
+/// The output frame rate and the clip on track 0 at `index`: (start, duration) in seconds.
+async fn rate_and_clip(app: &TestApp, s: &Session, path: &str, index: usize) -> (Value, Value) {
+    let t = app.get(path, &s.token).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    let doc = &t.body["document"];
+    let clip = &doc["tracks"][0]["clips"][index];
+    (
+        doc["output"]["frame_rate"].clone(),
+        json!([clip["start"], clip["duration"]]),
+    )
+}
+
+async fn an_edit_snaps_each_op_on_the_grid_it_applies_on(db: Db) {
+    let app = spawn_app(db).await;
+    let a = app.user("grid@example.org").await;
+    let p = app.project(&a, "grid").await;
+    let current = format!("/v1/projects/{p}/timeline");
+    // A 30 fps timeline goes to 25 fps, then gets a 0.8 s clip at 4 s: 20 frames from frame
+    // 100 of the new grid (on the old grid it became 24 frames from 120: 0.96 s at 4.8 s).
+    let r = edit(
+        &app,
+        &a,
+        &p,
+        0,
+        "g1",
+        json!([
+            {"type": "set_output", "patch": {"frame_rate": 25}},
+            color_clip("c1", 4.0, 0.8)
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let at_25 = (json!(25), json!([4.0, 0.8]));
+    assert_eq!(rate_and_clip(&app, &a, &current, 0).await, at_25);
+    // The same inside one posted batch.
+    let r = edit(
+        &app,
+        &a,
+        &p,
+        1,
+        "g2",
+        json!([{"type": "batch", "ops": [
+            {"type": "set_output", "patch": {"frame_rate": 24}},
+            color_clip("c2", 6.0, 0.5)
+        ]}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        rate_and_clip(&app, &a, &current, 1).await,
+        (json!(24), json!([6.0, 0.5]))
+    );
+    // History rebuilds version 1 by replaying the logged (frame) ops.
+    let v1 = format!("/v1/projects/{p}/timeline/versions/1");
+    assert_eq!(rate_and_clip(&app, &a, &v1, 0).await, at_25);
+    // Undo and redo go back and forth between exactly these documents.
+    let undo = app
+        .post(
+            &format!("/v1/projects/{p}/undo"),
+            Some(&a.token),
+            json!({"client_op_id": "u1"}),
+        )
+        .await;
+    assert_eq!(undo.status, StatusCode::OK, "{}", undo.text);
+    assert_eq!(rate_and_clip(&app, &a, &current, 0).await, at_25);
+    let undo = app
+        .post(
+            &format!("/v1/projects/{p}/undo"),
+            Some(&a.token),
+            json!({"client_op_id": "u2"}),
+        )
+        .await;
+    assert_eq!(undo.status, StatusCode::OK, "{}", undo.text);
+    let t = app.get(&current, &a.token).await;
+    assert_eq!(t.body["document"]["output"]["frame_rate"], 30);
+    assert_eq!(clips(&t.body["document"], 0), Vec::<String>::new());
+    let redo = app
+        .post(
+            &format!("/v1/projects/{p}/redo"),
+            Some(&a.token),
+            json!({"client_op_id": "r1"}),
+        )
+        .await;
+    assert_eq!(redo.status, StatusCode::OK, "{}", redo.text);
+    assert_eq!(rate_and_clip(&app, &a, &current, 0).await, at_25);
 }
 
 async fn concurrent_edits_rebase_or_conflict(db: Db) {

@@ -52,7 +52,7 @@ pub use model::{
     Shadow, Source, Timeline, Title, TitleBox, Track, TrackKind, Transform, Transition,
     TransitionKind, VAlign,
 };
-pub use op_doc::{ClipPatchDoc, OpDoc, OutputPatchDoc};
+pub use op_doc::{ClipPatchDoc, OpDoc, OpIntake, OutputPatchDoc};
 pub use ops::{ClipPatch, EditError, Op, OutputField, OutputPatch, Touch, TrackPatch};
 pub use time::{Frames, MAX_FRAMES, Rate, Speed, TimeError};
 pub use validate::{

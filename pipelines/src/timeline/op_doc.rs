@@ -1,7 +1,8 @@
 //! Wire form of edit operations: the same ops as [`Op`], with times in seconds and colours as
 //! strings, mirroring [`super::doc`]. Convert with [`Timeline::op_from_doc`] against the version
-//! the op will be applied to: its frame rate decides the grid the seconds snap to (all ops of a
-//! batch use that one rate, even after a frame-rate change inside the batch).
+//! the op will be applied to: its frame rate decides the grid the seconds snap to. Ops that apply
+//! one after another (a batch, or the ops of one edit through [`OpIntake`]) each snap on the grid
+//! in effect when they apply, so an op after a frame-rate change uses the new rate.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,7 @@ use super::doc::{
 };
 use super::model::{Keyframe, Rgba, Timeline, Transform, TransitionKind};
 use super::ops::{ClipPatch, EditError, Op, OutputPatch, TrackPatch};
+use super::time::Rate;
 use super::validate::{Code, Context, ValidationErrors};
 
 /// Clip properties to change (seconds); see [`ClipPatch`].
@@ -157,23 +159,48 @@ impl Timeline {
     /// colours, non-finite times, out-of-range speed) give `invalid-input` with every problem;
     /// whether the op makes sense against the document is [`Timeline::apply`]'s business.
     pub fn op_from_doc(&self, d: &OpDoc, cx: &Context<'_>) -> Result<Op, EditError> {
-        let mut errs = ValidationErrors::default();
-        let mut intake = Intake {
+        self.op_intake().convert(d, cx)
+    }
+
+    /// Converts the wire ops of one edit (ops applied in order, like a batch's) one by one.
+    pub fn op_intake(&self) -> OpIntake<'_> {
+        OpIntake {
+            tl: self,
             rate: self.rate(),
-            strict_grid: cx.limits.strict_grid,
-            errs: &mut errs,
-        };
-        let op = convert(self, d, "", cx, &mut intake);
-        if errs.is_empty() {
-            Ok(op)
-        } else {
-            Err(EditError::InvalidInput(dedup_paths(errs)))
         }
     }
 
     /// The wire form of `op`, an op meant for (or produced against) this document.
     pub fn op_to_doc(&self, op: &Op) -> OpDoc {
-        to_doc(&Outlet { rate: self.rate() }, op)
+        to_doc(&mut Outlet { rate: self.rate() }, op)
+    }
+}
+
+/// Converts wire ops that apply one after another to a document. Each op's seconds snap to the
+/// grid in effect when it applies: the document's rate until an op changes it (`set_output`
+/// with a frame rate, `replace_timeline`), that op's rate after. Snapping later ops on the
+/// starting grid would put them on frames of the wrong length once the rate has changed.
+pub struct OpIntake<'t> {
+    tl: &'t Timeline,
+    rate: Rate,
+}
+
+impl OpIntake<'_> {
+    /// Converts the next op; see [`Timeline::op_from_doc`].
+    pub fn convert(&mut self, d: &OpDoc, cx: &Context<'_>) -> Result<Op, EditError> {
+        let mut errs = ValidationErrors::default();
+        let mut intake = Intake {
+            rate: self.rate,
+            strict_grid: cx.limits.strict_grid,
+            errs: &mut errs,
+        };
+        let op = convert(self.tl, d, "", cx, &mut intake);
+        self.rate = intake.rate;
+        if errs.is_empty() {
+            Ok(op)
+        } else {
+            Err(EditError::InvalidInput(dedup_paths(errs)))
+        }
     }
 }
 
@@ -269,9 +296,14 @@ fn convert(tl: &Timeline, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'
             kind: *kind,
             duration: duration.map(|s| i.time(&format!("{p}/duration"), s)),
         },
-        OpDoc::SetOutput { patch } => Op::SetOutput {
-            patch: output_patch(patch, &format!("{p}/patch"), i),
-        },
+        OpDoc::SetOutput { patch } => {
+            let patch = output_patch(patch, &format!("{p}/patch"), i);
+            // The ops after this one apply on the new grid.
+            if let Some(rate) = patch.frame_rate {
+                i.rate = rate;
+            }
+            Op::SetOutput { patch }
+        }
         OpDoc::RippleDelete { clip_id } => Op::RippleDelete {
             clip_id: clip_id.clone(),
         },
@@ -291,9 +323,12 @@ fn convert(tl: &Timeline, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'
                 .collect(),
         },
         OpDoc::ReplaceTimeline { timeline } => match Timeline::from_doc(timeline, cx) {
-            Ok(t) => Op::ReplaceTimeline {
-                timeline: Box::new(t),
-            },
+            Ok(t) => {
+                i.rate = t.rate();
+                Op::ReplaceTimeline {
+                    timeline: Box::new(t),
+                }
+            }
             Err(errs) => {
                 for e in errs.0 {
                     i.errs
@@ -371,7 +406,8 @@ fn output_patch(d: &OutputPatchDoc, p: &str, i: &mut Intake<'_>) -> OutputPatch 
     }
 }
 
-fn to_doc(o: &Outlet, op: &Op) -> OpDoc {
+/// The wire form of `op`; like [`convert`], moves `o` to the grid the op leaves behind.
+fn to_doc(o: &mut Outlet, op: &Op) -> OpDoc {
     match op {
         Op::AddTrack { index, track } => OpDoc::AddTrack {
             index: Some(*index),
@@ -474,16 +510,21 @@ fn to_doc(o: &Outlet, op: &Op) -> OpDoc {
             kind: *kind,
             duration: duration.map(|f| o.s(f)),
         },
-        Op::SetOutput { patch } => OpDoc::SetOutput {
-            patch: OutputPatchDoc {
-                width: patch.width,
-                height: patch.height,
-                frame_rate: patch.frame_rate.map(FrameRateDoc::from_rate),
-                sample_rate: patch.sample_rate,
-                channels: patch.channels.map(u32::from),
-                background: patch.background.map(|c: Rgba| c.to_string()),
-            },
-        },
+        Op::SetOutput { patch } => {
+            if let Some(rate) = patch.frame_rate {
+                o.rate = rate;
+            }
+            OpDoc::SetOutput {
+                patch: OutputPatchDoc {
+                    width: patch.width,
+                    height: patch.height,
+                    frame_rate: patch.frame_rate.map(FrameRateDoc::from_rate),
+                    sample_rate: patch.sample_rate,
+                    channels: patch.channels.map(u32::from),
+                    background: patch.background.map(|c: Rgba| c.to_string()),
+                },
+            }
+        }
         Op::RippleDelete { clip_id } => OpDoc::RippleDelete {
             clip_id: clip_id.clone(),
         },
@@ -498,17 +539,20 @@ fn to_doc(o: &Outlet, op: &Op) -> OpDoc {
         Op::Batch { ops } => OpDoc::Batch {
             ops: ops.iter().map(|x| to_doc(o, x)).collect(),
         },
-        Op::ReplaceTimeline { timeline } => OpDoc::ReplaceTimeline {
-            timeline: timeline.to_doc(),
-        },
+        Op::ReplaceTimeline { timeline } => {
+            o.rate = timeline.rate();
+            OpDoc::ReplaceTimeline {
+                timeline: timeline.to_doc(),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::fixtures::{cx, sample};
-    use crate::timeline::{Frames, Rate};
+    use crate::timeline::fixtures::{self, cx, sample};
+    use crate::timeline::{Frames, Rate, TimelineLimits};
 
     #[test]
     fn wire_ops_snap_with_the_document_rate() {
@@ -598,6 +642,100 @@ mod tests {
                 assert_eq!(tl.op_from_doc(&parsed, &cx), Ok(o));
             }
         }
+    }
+
+    fn wire(json: &str) -> OpDoc {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
+    }
+
+    /// A red clip `n` on the overlay track, in seconds.
+    const ADD_CLIP: &str = r##"{"type": "add_clip", "track_id": "o", "clip": {"id": "n",
+        "source": {"type": "color", "rgba": "#ff0000"}, "start": 4, "duration": 0.8}}"##;
+
+    #[test]
+    fn seconds_after_a_frame_rate_change_snap_on_the_new_grid() {
+        // 30 fps, then 25 fps: the clip's 0.8 s is 20 frames of 25 fps (not 24 frames of the
+        // 30 fps grid the batch started on, which would last 0.96 s at 25 fps).
+        let tl = sample();
+        let cx = cx();
+        for doc in [
+            wire(&format!(
+                r#"{{"type": "batch", "ops": [
+                    {{"type": "set_output", "patch": {{"frame_rate": 25}}}}, {ADD_CLIP}]}}"#
+            )),
+            // A rate set in a nested batch holds for the ops after that batch.
+            wire(&format!(
+                r#"{{"type": "batch", "ops": [{{"type": "batch", "ops": [
+                    {{"type": "set_output", "patch": {{"frame_rate": 25}}}}]}}, {ADD_CLIP}]}}"#
+            )),
+            // A replaced document brings its own rate.
+            wire(&format!(
+                r#"{{"type": "batch", "ops": [{{"type": "replace_timeline", "timeline": {{
+                    "output": {{"frame_rate": 25}},
+                    "tracks": [{{"id": "o", "kind": "overlay"}}]}}}}, {ADD_CLIP}]}}"#
+            )),
+        ] {
+            let op = tl.op_from_doc(&doc, &cx).expect("converts");
+            let (next, inverse) = tl.apply(&op, &cx).expect("applies");
+            assert_eq!(next.output.frame_rate, Rate::FPS_25);
+            let Some((_, clip)) = next.clip("n") else {
+                panic!("no clip n in {next:?}")
+            };
+            assert_eq!((clip.start, clip.duration), (Frames(100), Frames(20)));
+            // The wire form of the op says what the posted one said, and undo still restores.
+            assert_eq!(tl.op_from_doc(&tl.op_to_doc(&op), &cx), Ok(op.clone()));
+            let Some(OpDoc::AddClip { clip, .. }) = (match tl.op_to_doc(&op) {
+                OpDoc::Batch { ops } => ops.last().cloned(),
+                other => Some(other),
+            }) else {
+                panic!("{op:?}")
+            };
+            assert_eq!((clip.start, clip.duration), (4.0, 0.8));
+            assert_eq!(next.apply(&inverse, &cx).map(|(t, _)| t), Ok(tl.clone()));
+        }
+    }
+
+    #[test]
+    fn an_edits_ops_snap_on_the_grid_each_applies_on() {
+        // The ops of one posted edit, converted one by one, behave like one batch.
+        let tl = sample();
+        let cx = cx();
+        let mut intake = tl.op_intake();
+        let rate = intake
+            .convert(
+                &wire(r#"{"type": "set_output", "patch": {"frame_rate": 25}}"#),
+                &cx,
+            )
+            .expect("converts");
+        let add = intake.convert(&wire(ADD_CLIP), &cx).expect("converts");
+        let Op::AddClip { clip, .. } = &add else {
+            panic!("{add:?}")
+        };
+        assert_eq!((clip.start, clip.duration), (Frames(100), Frames(20)));
+        // Strict grids check against the grid in effect too: 0.04 s is one frame of 25 fps,
+        // off the 30 fps grid.
+        let strict = TimelineLimits {
+            strict_grid: true,
+            ..fixtures::LIMITS.clone()
+        };
+        let strict_cx = Context {
+            limits: &strict,
+            assets: &fixtures::assets,
+        };
+        let mut intake = tl.op_intake();
+        assert_eq!(intake.convert(&tl.op_to_doc(&rate), &strict_cx), Ok(rate));
+        let shift = wire(r#"{"type": "shift_clips", "clip_ids": ["c"], "delta": 0.04}"#);
+        assert_eq!(
+            intake.convert(&shift, &strict_cx),
+            Ok(Op::ShiftClips {
+                clip_ids: vec!["c".into()],
+                delta: Frames(1)
+            })
+        );
+        assert!(
+            tl.op_from_doc(&shift, &strict_cx).is_err(),
+            "off the 30 fps grid"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Edit operations on the domain timeline (times in frames of the document's current rate).
 //!
 //! Callers post [`super::op_doc::OpDoc`] (seconds); the server converts it with the rate of the
-//! version the op is applied to, applies the resulting [`Op`], and stores the `Op` and its
-//! inverse in the op log. Undo is applying the stored inverse; redo is applying the op again.
+//! version the op is applied to (an op after a frame-rate change in the same edit with the new
+//! rate), applies the resulting [`Op`], and stores the `Op` and its inverse in the op log. Undo is
+//! applying the stored inverse; redo is applying the op again.
 //!
 //! Clips, tracks and transitions are addressed by id, never by index, so an op means the same
 //! thing on top of a slightly newer version of the document.
