@@ -133,6 +133,7 @@ impl Bar {
 }
 
 pub fn main(args: &RenderArgs<'_>) -> ExitCode {
+    fewer_malloc_arenas();
     let text = match std::fs::read_to_string(args.timeline) {
         Ok(t) => t,
         Err(e) => return fail(format!("{}: {e}", args.timeline.display())),
@@ -277,6 +278,25 @@ pub fn main(args: &RenderArgs<'_>) -> ExitCode {
         }
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// Runs this process again with `MALLOC_ARENA_MAX` set (glibc reads it only at start-up), as
+/// the worker does for its media children (`nve_worker::isolate::MALLOC_ARENAS`: lower peak
+/// memory for the same work). Returns only when it is already set or the exec failed.
+fn fewer_malloc_arenas() {
+    use std::os::unix::process::CommandExt;
+    let (name, value) = nve_worker::isolate::MALLOC_ARENAS;
+    if std::env::var_os(name).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(name, value)
+        .exec();
+    tracing::debug!(error = %err, "running again with fewer malloc arenas failed; going on");
 }
 
 #[cfg(test)]
