@@ -23,7 +23,7 @@ use super::RenderError;
 /// How far ahead of the output a deferred part is built by default: opening a file,
 /// positioning it and decoding up to its first frame (up to a GOP) has to fit in the media time
 /// this covers. Shorter only costs waiting; longer, memory.
-pub const LOOKAHEAD_NS: i64 = 4_000_000_000;
+pub const LOOKAHEAD_NS: i64 = 2_000_000_000;
 
 /// The mixer holds its output while a piece of sound starting this close has not been added.
 /// Larger than one mixer buffer (10 ms).
@@ -236,7 +236,7 @@ mod tests {
     fn parts_are_due_a_lookahead_before_they_start_and_hold_waits_for_them() {
         gst::init().expect("gst");
         let pipeline = gst::Pipeline::new();
-        let w = Window::new(&pipeline, LOOKAHEAD_NS);
+        let w = Window::new(&pipeline, 4_000_000_000);
         let (tx, rx) = std::sync::mpsc::channel::<i64>();
         for at in [5_000_000_000i64, 9_000_000_000] {
             let tx = tx.clone();
@@ -250,7 +250,7 @@ mod tests {
             );
         }
         w.defer(Stream::Video, 5_000_000_000, Box::new(|_| Ok(())));
-        assert!(w.eager(LOOKAHEAD_NS) && !w.eager(LOOKAHEAD_NS + 1));
+        assert!(w.eager(4_000_000_000) && !w.eager(4_000_000_001));
         assert_eq!(w.outstanding(), 3);
         w.reached(Stream::Audio, 500_000_000);
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
@@ -270,7 +270,7 @@ mod tests {
     fn a_failed_build_is_kept_for_the_driver() {
         gst::init().expect("gst");
         let pipeline = gst::Pipeline::new();
-        let w = Window::new(&pipeline, LOOKAHEAD_NS);
+        let w = Window::new(&pipeline, 4_000_000_000);
         w.defer(
             Stream::Video,
             6_000_000_000,
