@@ -12,6 +12,7 @@ both_dbs!(
     timeline_authorization,
     document_limits_come_from_configuration,
     an_edit_snaps_each_op_on_the_grid_it_applies_on,
+    tracks_added_together_without_ids_each_get_one,
 );
 
 async fn document_limits_come_from_configuration(db: Db) {
@@ -256,6 +257,81 @@ async fn an_edit_snaps_each_op_on_the_grid_it_applies_on(db: Db) {
         .await;
     assert_eq!(redo.status, StatusCode::OK, "{}", redo.text);
     assert_eq!(rate_and_clip(&app, &a, &current, 0).await, at_25);
+}
+
+/// The ids of the document's tracks at `path`, bottom to top.
+async fn track_ids(app: &TestApp, s: &Session, path: &str) -> Vec<String> {
+    let t = app.get(path, &s.token).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    t.body["document"]["tracks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn tracks_added_together_without_ids_each_get_one(db: Db) {
+    let app = spawn_app(db).await;
+    let a = app.user("tracks@example.org").await;
+    let p = app.project(&a, "tracks").await;
+    let current = format!("/v1/projects/{p}/timeline");
+    let start = track_ids(&app, &a, &current).await;
+    assert_eq!(start.len(), 2, "{start:?}");
+    let overlay = json!({"type": "add_track", "track": {"kind": "overlay"}});
+    // Two id-less tracks in one batch: each is named and stacked after the one before it
+    // (both used to be `track-2` at index 2, refused as `duplicate-id`).
+    let r = edit(
+        &app,
+        &a,
+        &p,
+        0,
+        "t1",
+        json!([{"type": "batch", "ops": [overlay, overlay]}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let with = |ids: &[&str]| {
+        let mut all = start.clone();
+        all.extend(ids.iter().map(|id| (*id).to_owned()));
+        all
+    };
+    let v1 = with(&["track-2", "track-3"]);
+    assert_eq!(track_ids(&app, &a, &current).await, v1);
+    // The same with the ops of one edit.
+    let r = edit(&app, &a, &p, 1, "t2", json!([overlay, overlay])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v2 = with(&["track-2", "track-3", "track-4", "track-5"]);
+    assert_eq!(track_ids(&app, &a, &current).await, v2);
+    // History replays the logged ops, which hold the ids given.
+    let version = |n: i64| format!("/v1/projects/{p}/timeline/versions/{n}");
+    assert_eq!(track_ids(&app, &a, &version(1)).await, v1);
+    assert_eq!(track_ids(&app, &a, &version(2)).await, v2);
+    // Undo and redo go back and forth between exactly these documents.
+    for (n, expected) in [(1, &v1), (2, &start)] {
+        let undo = app
+            .post(
+                &format!("/v1/projects/{p}/undo"),
+                Some(&a.token),
+                json!({"client_op_id": format!("u{n}")}),
+            )
+            .await;
+        assert_eq!(undo.status, StatusCode::OK, "{}", undo.text);
+        assert_eq!(&track_ids(&app, &a, &current).await, expected);
+    }
+    for (n, expected) in [(1, &v1), (2, &v2)] {
+        let redo = app
+            .post(
+                &format!("/v1/projects/{p}/redo"),
+                Some(&a.token),
+                json!({"client_op_id": format!("r{n}")}),
+            )
+            .await;
+        assert_eq!(redo.status, StatusCode::OK, "{}", redo.text);
+        assert_eq!(&track_ids(&app, &a, &current).await, expected);
+    }
 }
 
 async fn concurrent_edits_rebase_or_conflict(db: Db) {

@@ -2,7 +2,10 @@
 //! strings, mirroring [`super::doc`]. Convert with [`Timeline::op_from_doc`] against the version
 //! the op will be applied to: its frame rate decides the grid the seconds snap to. Ops that apply
 //! one after another (a batch, or the ops of one edit through [`OpIntake`]) each snap on the grid
-//! in effect when they apply, so an op after a frame-rate change uses the new rate.
+//! in effect when they apply, so an op after a frame-rate change uses the new rate, and get their
+//! defaults (an `add_track`'s id and index) from the document as the ops before them leave it.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +14,7 @@ use super::doc::{
     TransitionDoc, dedup_paths,
 };
 use super::model::{Keyframe, Rgba, Timeline, Transform, TransitionKind};
-use super::ops::{ClipPatch, EditError, Op, OutputPatch, TrackPatch};
+use super::ops::{ClipPatch, EditError, Op, OutputPatch, TrackPatch, apply_op};
 use super::time::Rate;
 use super::validate::{Code, Context, ValidationErrors};
 
@@ -62,7 +65,8 @@ pub struct OutputPatchDoc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpDoc {
-    /// `index` defaults to the top of the stack.
+    /// `index` defaults to the top of the stack; a track without an id gets the first free
+    /// `track-<n>`. Both are taken from the document as the ops before this one leave it.
     AddTrack {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         index: Option<usize>,
@@ -165,8 +169,12 @@ impl Timeline {
     /// Converts the wire ops of one edit (ops applied in order, like a batch's) one by one.
     pub fn op_intake(&self) -> OpIntake<'_> {
         OpIntake {
-            tl: self,
             rate: self.rate(),
+            doc: Evolving {
+                tl: Cow::Borrowed(self),
+                pending: Vec::new(),
+                stuck: false,
+            },
         }
     }
 
@@ -180,9 +188,43 @@ impl Timeline {
 /// grid in effect when it applies: the document's rate until an op changes it (`set_output`
 /// with a frame rate, `replace_timeline`), that op's rate after. Snapping later ops on the
 /// starting grid would put them on frames of the wrong length once the rate has changed.
+/// Likewise an op's defaults come from the document as the ops before it leave it: two id-less
+/// `add_track`s in one edit become `track-<n>` and `track-<n+1>`, one above the other, instead
+/// of both claiming the same id and index. The converted ops carry the resolved values, so
+/// history, replay and undo never resolve a default again.
 pub struct OpIntake<'t> {
-    tl: &'t Timeline,
     rate: Rate,
+    doc: Evolving<'t>,
+}
+
+/// The document the next op applies to: the starting one with the ops converted so far
+/// performed on it, as a batch performs them (unvalidated, since only the end result of an edit
+/// is validated). Performing is put off until an op needs a default, so converting an edit
+/// without such ops never copies the document.
+struct Evolving<'t> {
+    tl: Cow<'t, Timeline>,
+    /// Converted ops not yet performed on `tl`, in order (a batch's ops one by one).
+    pending: Vec<Op>,
+    /// An op failed to perform. The edit fails the same way when it is applied, so the
+    /// defaults of the ops after it no longer matter and nothing more is performed.
+    stuck: bool,
+}
+
+impl Evolving<'_> {
+    fn current(&mut self, cx: &Context<'_>) -> &Timeline {
+        if !self.stuck && !self.pending.is_empty() {
+            let tl = self.tl.to_mut();
+            for op in self.pending.drain(..) {
+                if apply_op(tl, &op, cx).is_err() {
+                    self.stuck = true;
+                    break;
+                }
+                tl.canonicalize();
+            }
+        }
+        self.pending.clear();
+        &self.tl
+    }
 }
 
 impl OpIntake<'_> {
@@ -194,7 +236,7 @@ impl OpIntake<'_> {
             strict_grid: cx.limits.strict_grid,
             errs: &mut errs,
         };
-        let op = convert(self.tl, d, "", cx, &mut intake);
+        let op = convert(&mut self.doc, d, "", cx, &mut intake);
         self.rate = intake.rate;
         if errs.is_empty() {
             Ok(op)
@@ -204,19 +246,25 @@ impl OpIntake<'_> {
     }
 }
 
-fn convert(tl: &Timeline, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'_>) -> Op {
-    match d {
+fn convert(doc: &mut Evolving<'_>, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'_>) -> Op {
+    let op = match d {
         OpDoc::AddTrack { index, track } => {
+            let tl = doc.current(cx);
             // Like a posted document, a track without an id gets `track-<n>`: the first such
-            // name not already taken.
-            let default_id = (tl.tracks.len()..)
-                .map(|n| format!("track-{n}"))
-                .find(|id| tl.track(id).is_none())
-                .unwrap_or_default();
-            let track = i.track(&format!("{p}/track"), default_id, track);
+            // name not already taken. Tracks and clips share one id space, and the new track's
+            // own clips count too, or the default would be refused as `duplicate-id`.
+            let default_id = if track.id.is_empty() {
+                (tl.tracks.len()..)
+                    .map(|n| format!("track-{n}"))
+                    .find(|id| !tl.id_in_use(id) && track.clips.iter().all(|c| &c.id != id))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let index = index.unwrap_or(tl.tracks.len());
             Op::AddTrack {
-                index: index.unwrap_or(tl.tracks.len()),
-                track,
+                index,
+                track: i.track(&format!("{p}/track"), default_id, track),
             }
         }
         OpDoc::RemoveTrack { track_id } => Op::RemoveTrack {
@@ -315,13 +363,16 @@ fn convert(tl: &Timeline, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'
             clip_ids: clip_ids.clone(),
             delta: i.time(&format!("{p}/delta"), *delta),
         },
-        OpDoc::Batch { ops } => Op::Batch {
-            ops: ops
-                .iter()
-                .enumerate()
-                .map(|(n, o)| convert(tl, o, &format!("{p}/ops/{n}"), cx, i))
-                .collect(),
-        },
+        OpDoc::Batch { ops } => {
+            // Its ops were queued one by one as they were converted.
+            return Op::Batch {
+                ops: ops
+                    .iter()
+                    .enumerate()
+                    .map(|(n, o)| convert(doc, o, &format!("{p}/ops/{n}"), cx, i))
+                    .collect(),
+            };
+        }
         OpDoc::ReplaceTimeline { timeline } => match Timeline::from_doc(timeline, cx) {
             Ok(t) => {
                 i.rate = t.rate();
@@ -337,7 +388,11 @@ fn convert(tl: &Timeline, d: &OpDoc, p: &str, cx: &Context<'_>, i: &mut Intake<'
                 Op::Batch { ops: Vec::new() }
             }
         },
+    };
+    if !doc.stuck {
+        doc.pending.push(op.clone());
     }
+    op
 }
 
 fn clip_patch(d: &ClipPatchDoc, p: &str, i: &mut Intake<'_>) -> ClipPatch {
@@ -757,5 +812,112 @@ mod tests {
         let again = next.op_from_doc(&doc, &cx()).expect("converts");
         let (after, _) = next.apply(&again, &cx()).expect("applies");
         assert_eq!(after.tracks[4].id, "track-4");
+    }
+
+    const ADD_OVERLAY: &str = r#"{"type": "add_track", "track": {"kind": "overlay"}}"#;
+
+    /// The ids of the document's tracks, bottom to top.
+    fn track_ids(tl: &Timeline) -> Vec<&str> {
+        tl.tracks.iter().map(|t| t.id.as_str()).collect()
+    }
+
+    #[test]
+    fn id_less_tracks_added_together_get_their_own_ids_and_places() {
+        let tl = sample();
+        let cx = cx();
+        let batch = wire(&format!(
+            r#"{{"type": "batch", "ops": [{ADD_OVERLAY}, {ADD_OVERLAY}]}}"#
+        ));
+        let op = tl.op_from_doc(&batch, &cx).expect("converts");
+        let (next, inverse) = tl.apply(&op, &cx).expect("two tracks, no duplicate-id");
+        assert_eq!(track_ids(&next), ["v", "m", "o", "track-3", "track-4"]);
+        // The op holds the resolved ids and indices, so its replay and wire form say the same.
+        assert_eq!(tl.op_from_doc(&tl.op_to_doc(&op), &cx), Ok(op.clone()));
+        assert_eq!(tl.apply(&op, &cx).map(|(t, _)| t), Ok(next.clone()));
+        assert_eq!(next.apply(&inverse, &cx).map(|(t, _)| t), Ok(tl.clone()));
+
+        // The top-level ops of one edit, converted one after another, do the same.
+        let mut intake = tl.op_intake();
+        let ops = [wire(ADD_OVERLAY), wire(ADD_OVERLAY)]
+            .iter()
+            .map(|d| intake.convert(d, &cx))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("converts");
+        assert_eq!(ops, op_batch(&op));
+        let (together, _) = tl.apply(&Op::Batch { ops }, &cx).expect("applies");
+        assert_eq!(together, next);
+    }
+
+    fn op_batch(op: &Op) -> Vec<Op> {
+        match op {
+            Op::Batch { ops } => ops.clone(),
+            other => vec![other.clone()],
+        }
+    }
+
+    #[test]
+    fn track_defaults_follow_the_ops_before_them() {
+        let tl = sample();
+        let cx = cx();
+        // After a removal the top is lower, and the freed name is free again; a nested batch
+        // counts like any other ops before.
+        let op = tl
+            .op_from_doc(
+                &wire(&format!(
+                    r#"{{"type": "batch", "ops": [{{"type": "batch", "ops": [
+                        {{"type": "remove_track", "track_id": "o"}}, {ADD_OVERLAY}]}},
+                        {ADD_OVERLAY}]}}"#
+                )),
+                &cx,
+            )
+            .expect("converts");
+        let (next, _) = tl.apply(&op, &cx).expect("applies");
+        assert_eq!(track_ids(&next), ["v", "m", "track-2", "track-3"]);
+        // A replaced document starts the count afresh.
+        let op = tl
+            .op_from_doc(
+                &wire(&format!(
+                    r#"{{"type": "batch", "ops": [{{"type": "replace_timeline", "timeline": {{
+                        "tracks": [{{"kind": "video"}}]}}}}, {ADD_OVERLAY}]}}"#
+                )),
+                &cx,
+            )
+            .expect("converts");
+        let (next, _) = tl.apply(&op, &cx).expect("applies");
+        assert_eq!(track_ids(&next), ["track-0", "track-1"]);
+        // Tracks and clips share one id space: a clip already named `track-3` (added earlier in
+        // the same edit) pushes the default on to `track-4`.
+        let clip = r##"{"type": "add_clip", "track_id": "o", "clip": {"id": "track-3",
+            "source": {"type": "color", "rgba": "#ff0000"}, "start": 4, "duration": 1}}"##;
+        let op = tl
+            .op_from_doc(
+                &wire(&format!(
+                    r#"{{"type": "batch", "ops": [{clip}, {ADD_OVERLAY}]}}"#
+                )),
+                &cx,
+            )
+            .expect("converts");
+        let (next, _) = tl.apply(&op, &cx).expect("applies");
+        assert_eq!(track_ids(&next), ["v", "m", "o", "track-4"]);
+    }
+
+    #[test]
+    fn an_op_that_cannot_apply_still_converts() {
+        // Its error is the edit's, found when the edit is applied; converting goes on.
+        let tl = sample();
+        let cx = cx();
+        let op = tl
+            .op_from_doc(
+                &wire(&format!(
+                    r#"{{"type": "batch", "ops": [{{"type": "remove_track", "track_id": "nope"}},
+                        {ADD_OVERLAY}]}}"#
+                )),
+                &cx,
+            )
+            .expect("converts");
+        assert!(matches!(
+            tl.apply(&op, &cx),
+            Err(EditError::TrackNotFound(_))
+        ));
     }
 }

@@ -527,8 +527,9 @@ impl Timeline {
     }
 }
 
-/// Performs `op` on `tl` without validating the result; returns the inverse.
-fn apply_op(tl: &mut Timeline, op: &Op, cx: &Context<'_>) -> Result<Op, EditError> {
+/// Performs `op` on `tl` without validating the result; returns the inverse. Also used to
+/// follow an edit's ops while converting them ([`super::OpIntake`]).
+pub(crate) fn apply_op(tl: &mut Timeline, op: &Op, cx: &Context<'_>) -> Result<Op, EditError> {
     match op {
         Op::AddTrack { index, track } => {
             if *index > tl.tracks.len() {
