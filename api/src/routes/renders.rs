@@ -52,7 +52,7 @@ pub struct TimeRange {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct CreateRender {
-    /// A preset name (`h264` (default), `h264-fast`, `h265`, `vp9`, `av1`, `prores`,
+    /// A preset name (`h264` (default), `h264-fast`, `preview`, `h265`, `vp9`, `av1`, `prores`,
     /// `prores-hq`, `gif`, `webp`, `aac`, `wav`, `mp3`, `flac`, `png`, `jpeg`, `poster`) or a
     /// whole profile document (docs/rendering.md).
     pub profile: Option<serde_json::Value>,
@@ -381,7 +381,13 @@ pub(crate) async fn record_render<C: sea_orm::ConnectionTrait>(
         store::NewJob {
             project_id: Some(new.project_id),
             created_by: Some(new.user),
-            queue: store::Queue::Render,
+            // A preview is small and wanted now: the edit queue (several at once, short jobs)
+            // rather than behind a long export in the render queue.
+            queue: if new.profile.name.as_deref() == Some("preview") {
+                store::Queue::Edit
+            } else {
+                store::Queue::Render
+            },
             kind: KIND_RENDER.into(),
             payload: serde_json::json!({"render_id": new.id}),
             priority: store::PRIORITY_INTERACTIVE,

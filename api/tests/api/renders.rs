@@ -82,6 +82,14 @@ async fn a_timeline_renders_to_a_file(db: Db) {
     assert_eq!(r.body["job"]["queue"], "render");
     assert_eq!(r.body["profile"]["name"], "h264");
     let id = r.body["id"].as_str().expect("id").to_owned();
+    // A preview goes through the edit queue, at the timeline's size when that is under 360
+    // lines.
+    let pv = app
+        .post(&renders, Some(&owner.token), json!({"profile": "preview"}))
+        .await;
+    assert_eq!(pv.status, StatusCode::ACCEPTED, "{}", pv.text);
+    assert_eq!(pv.body["job"]["queue"], "edit");
+    let preview_id = pv.body["id"].as_str().expect("id").to_owned();
     // A later edit does not change a render that was already asked for.
     edit(
         &app,
@@ -90,6 +98,14 @@ async fn a_timeline_renders_to_a_file(db: Db) {
         json!([{"type": "remove_clip", "clip_id": "c1"}]),
     )
     .await;
+    let preview = finished(&app, &owner, &preview_id).await;
+    assert_eq!(preview["status"], "succeeded", "{preview}");
+    assert!(
+        preview["output"]["verified"]
+            .as_str()
+            .is_some_and(|v| v.contains("h264 320x240")),
+        "{preview}"
+    );
     let done = finished(&app, &owner, &id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let out = &done["output"];
@@ -137,9 +153,16 @@ async fn a_timeline_renders_to_a_file(db: Db) {
     app.get(&format!("/v1/renders/{id}"), &stranger.token)
         .await
         .assert_problem(404, "not-found");
+    // Newest first: the preview, then the render.
     let listed = app.get(&renders, &viewer.token).await;
     assert_eq!(
         listed.body["items"][0]["id"],
+        preview_id.as_str(),
+        "{}",
+        listed.text
+    );
+    assert_eq!(
+        listed.body["items"][1]["id"],
         id.as_str(),
         "{}",
         listed.text
@@ -222,7 +245,10 @@ async fn a_timeline_renders_to_a_file(db: Db) {
         &app,
         &owner,
         &p,
-        json!([{"type": "set_clip", "clip_id": "c2", "patch": {"transform": {"rotation": 45}}}]),
+        json!([{"type": "set_clip", "clip_id": "c2", "patch": {"keyframes": [
+            {"property": "crop_top", "time": 0, "value": 0},
+            {"property": "crop_top", "time": 0.2, "value": 0.3}
+        ]}}]),
     )
     .await;
     let r = app.post(&renders, Some(&owner.token), json!({})).await;

@@ -368,9 +368,13 @@ async fn bad_standalone_requests_queue_nothing(db: Db) {
             r.text
         );
     }
-    // A feature the compiler refuses whatever the source turns out to be: refused up front.
+    // A feature the compiler refuses whatever the source turns out to be (an animated crop):
+    // refused up front.
     let mut rotated = document(&[("a", "intro", 0.0, 0.5)]);
-    rotated["tracks"][0]["clips"][0]["transform"] = json!({"rotation": 45});
+    rotated["tracks"][0]["clips"][0]["keyframes"] = json!([
+        {"property": "crop_top", "time": 0, "value": 0},
+        {"property": "crop_top", "time": 0.2, "value": 0.3}
+    ]);
     let r = app
         .post(
             "/v1/renders",

@@ -449,6 +449,7 @@ fn test_encode_hardware(candidate: &EncoderCandidate) -> Result<(), String> {
         codec,
         width: None,
         height: None,
+        max_height: None,
         frame_rate: None,
         quality: None,
         bitrate_kbps: None,

@@ -214,6 +214,10 @@ pub struct VideoSettings {
     /// Output height; absent: the timeline's, or derived from `width` keeping the aspect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// With neither `width` nor `height`: a timeline taller than this is shrunk to this many
+    /// lines, keeping its aspect (never enlarged). `preview` uses 360.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height: Option<u32>,
     /// `30` or `{"num": 30000, "den": 1001}`; absent: the timeline's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame_rate: Option<FrameRateDoc>,
@@ -327,6 +331,7 @@ pub const DEFAULT_PRESET: &str = "h264";
 pub const PRESETS: &[&str] = &[
     "h264",
     "h264-fast",
+    "preview",
     "h265",
     "vp9",
     "av1",
@@ -348,6 +353,7 @@ fn video(codec: VideoCodec) -> VideoSettings {
         codec,
         width: None,
         height: None,
+        max_height: None,
         frame_rate: None,
         quality: None,
         bitrate_kbps: None,
@@ -632,6 +638,20 @@ impl OutputProfile {
                     ..audio(A::Aac)
                 }),
             ),
+            "preview" => av(
+                Container::Mp4,
+                VideoSettings {
+                    max_height: Some(360),
+                    quality: Some(30),
+                    speed: Some(Speed::Ultrafast),
+                    keyframe_interval_secs: Some(1.0),
+                    ..video(V::H264)
+                },
+                Some(AudioSettings {
+                    bitrate_kbps: Some(96),
+                    ..audio(A::Aac)
+                }),
+            ),
             "h265" => av(
                 Container::Mp4,
                 VideoSettings {
@@ -890,7 +910,11 @@ impl OutputProfile {
 fn validate_video(v: &VideoSettings) -> Result<(), ProfileError> {
     let codec = v.codec;
     let name = codec.name();
-    for (field, value) in [("video.width", v.width), ("video.height", v.height)] {
+    for (field, value) in [
+        ("video.width", v.width),
+        ("video.height", v.height),
+        ("video.max_height", v.max_height),
+    ] {
         let Some(value) = value else { continue };
         if !(MIN_SIDE..=MAX_SIDE).contains(&value) {
             return Err(ProfileError::invalid(
@@ -1107,8 +1131,11 @@ fn resolve_video(v: &VideoSettings, base: &BaseFormat) -> Result<VideoFormat, Pr
         (None, Some(h)) => (round_to(f64::from(h) * aspect, even), h),
         // The timeline's own size: an odd one is brought down to even rather than refused,
         // the compositor renders at whatever it is asked.
-        (None, None) if even => (base.width & !1, base.height & !1),
-        (None, None) => (base.width, base.height),
+        (None, None) => match v.max_height {
+            Some(m) if base.height > m => (round_to(f64::from(m) * aspect, even), m),
+            _ if even => (base.width & !1, base.height & !1),
+            _ => (base.width, base.height),
+        },
     };
     let explicit = v.width.is_some() && v.height.is_some();
     let bound = match v.codec {
@@ -1471,6 +1498,33 @@ mod tests {
         assert!(r.is_err());
         let r: Result<OutputProfile, _> = serde_json::from_str(r#"{"container":"avi"}"#);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn preview_shrinks_tall_timelines_to_360_lines_and_never_enlarges() {
+        let p = OutputProfile::preset("preview").expect("preview");
+        let v = p
+            .resolve(&base(1920, 1080, 30))
+            .expect("1080p")
+            .video
+            .expect("video");
+        assert_eq!((v.width, v.height, v.fps_num), (640, 360, 30));
+        let v = p
+            .resolve(&base(1080, 1920, 30))
+            .expect("portrait")
+            .video
+            .expect("video");
+        assert_eq!((v.width, v.height), (202, 360));
+        let v = p
+            .resolve(&base(320, 240, 25))
+            .expect("small")
+            .video
+            .expect("video");
+        assert_eq!((v.width, v.height), (320, 240));
+        assert_eq!(
+            invalid_field(r#"{"container":"mp4","video":{"codec":"h264","max_height":7}}"#),
+            "video.max_height"
+        );
     }
 
     #[test]
