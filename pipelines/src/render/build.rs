@@ -188,17 +188,24 @@ pub fn build(
     opts: &BuildOptions,
 ) -> Result<Built, RenderError> {
     crate::elements::inventory().map_err(internal)?;
-    // Every file is looked at now: a part built later must not be the first to find one gone.
-    for path in plan
+    // Every file is looked at now (once, though a clip spans many spans): a part built later
+    // must not be the first to find one gone.
+    let paths: std::collections::BTreeSet<&std::path::Path> = plan
         .spans
         .iter()
         .flat_map(|s| s.layers.iter())
         .filter_map(|l| match &l.source {
-            LayerSource::Video { path, .. } if opts.video => Some(path),
+            LayerSource::Video { path, .. } if opts.video => Some(path.as_path()),
             _ => None,
         })
-        .chain(plan.audio.iter().filter(|_| opts.audio).map(|a| &a.path))
-    {
+        .chain(
+            plan.audio
+                .iter()
+                .filter(|_| opts.audio)
+                .map(|a| a.path.as_path()),
+        )
+        .collect();
+    for path in paths {
         std::fs::canonicalize(path)
             .map_err(|e| RenderError::MissingSource(format!("{}: {e}", path.display())))?;
     }
@@ -839,13 +846,7 @@ fn picture_branch(
     });
     // A picture turned by any angle is scaled to its own size, then turned in its canvas
     // (`(w, h)`), as large as the largest canvas of the occurrence.
-    let inner = l.geometry.turned.map(|t| {
-        let k = f64::from(w) / f64::from(l.geometry.rect.width.max(1));
-        (
-            (2 * ((f64::from(t.width) * k / 2.0).round() as i32)).clamp(2, w),
-            (2 * ((f64::from(t.height) * k / 2.0).round() as i32)).clamp(2, h),
-        )
-    });
+    let inner = l.turned_size((w, h), true);
     let (iw, ih) = inner.unwrap_or((w, h));
     let turns = (rotation / 90 + u32::from(l.geometry.quarter_turns)) % 4;
     let (pw, ph) = if turns % 2 == 1 { (ih, iw) } else { (iw, ih) };
@@ -969,48 +970,23 @@ fn turned(
         .ok_or_else(|| internal("identity src"))?;
     let angles: Vec<f64> = table.iter().map(|f| f.angle.unwrap_or(0.0)).collect();
     let out = cx.out.clone();
-    let info: Mutex<Option<gst_video::VideoInfo>> = Mutex::new(None);
     let scratch: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, probe| {
-            if let Some(gst::PadProbeData::Event(ev)) = &probe.data {
-                if let gst::EventView::Caps(c) = ev.view()
-                    && let Ok(mut i) = info.lock()
-                {
-                    *i = gst_video::VideoInfo::from_caps(c.caps()).ok();
-                }
-                return gst::PadProbeReturn::Ok;
-            }
-            let Some(vi) = info.lock().ok().and_then(|i| i.clone()) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some(buffer) = probe.buffer_mut() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some(pts) = buffer.pts() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let j = frame_of(&out, pts.nseconds());
+    edit_frames(
+        &pad,
+        move |pts| {
+            let j = frame_of(&out, pts?.nseconds());
             let angle = usize::try_from(j - first)
                 .ok()
                 .and_then(|i| angles.get(i))
                 .copied()
                 .unwrap_or(0.0);
-            if angle.rem_euclid(360.0) == 0.0 {
-                return gst::PadProbeReturn::Ok;
-            }
-            let b = buffer.make_mut();
-            let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &vi) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let (fw, fh) = (vi.width() as usize, vi.height() as usize);
+            (angle.rem_euclid(360.0) != 0.0).then_some(angle)
+        },
+        move |frame, angle| {
+            let (fw, fh) = (frame.width() as usize, frame.height() as usize);
             let stride = usize::try_from(frame.plane_stride()[0]).unwrap_or(fw * 4);
-            let Ok(data) = frame.plane_data_mut(0) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Ok(mut src) = scratch.lock() else {
-                return gst::PadProbeReturn::Ok;
+            let (Ok(data), Ok(mut src)) = (frame.plane_data_mut(0), scratch.lock()) else {
+                return;
             };
             src.clear();
             src.extend_from_slice(data);
@@ -1024,7 +1000,6 @@ fn turned(
                 0,
                 [0, 16, 128, 128],
             );
-            gst::PadProbeReturn::Ok
         },
     );
     Ok(vec![conv, ayuv, boxed, sized, turn])
@@ -1049,28 +1024,10 @@ fn effect(cx: &mut Cx<'_>, e: &crate::timeline::Effect) -> Result<gst::Element, 
     let pad = id
         .static_pad("src")
         .ok_or_else(|| internal("identity src"))?;
-    let info: Mutex<Option<gst_video::VideoInfo>> = Mutex::new(None);
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, probe| {
-            if let Some(gst::PadProbeData::Event(ev)) = &probe.data {
-                if let gst::EventView::Caps(c) = ev.view()
-                    && let Ok(mut i) = info.lock()
-                {
-                    *i = gst_video::VideoInfo::from_caps(c.caps()).ok();
-                }
-                return gst::PadProbeReturn::Ok;
-            }
-            let Some(vi) = info.lock().ok().and_then(|i| i.clone()) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some(buffer) = probe.buffer_mut() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let b = buffer.make_mut();
-            let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &vi) else {
-                return gst::PadProbeReturn::Ok;
-            };
+    edit_frames(
+        &pad,
+        |_| Some(()),
+        move |frame, ()| {
             for plane in 0..frame.n_planes() {
                 let (w, h) = (
                     frame.comp_width(plane) as usize,
@@ -1082,7 +1039,6 @@ fn effect(cx: &mut Cx<'_>, e: &crate::timeline::Effect) -> Result<gst::Element, 
                     effects::blur_plane(data, (w, h, stride), boxes);
                 }
             }
-            gst::PadProbeReturn::Ok
         },
     );
     Ok(id)
@@ -1210,6 +1166,46 @@ fn set_pad(pad: &gst::Pad, f: &FrameProps) {
     pad.set_property("alpha", f.alpha.clamp(0.0, 1.0));
 }
 
+/// Edits the frames leaving `pad` in place. `pick` sees each frame's timestamp and says what to
+/// do with it, or `None` to let it pass untouched (not made writable, so not copied); `edit`
+/// then gets the frame mapped writable (copied first if it is shared, e.g. held by a frame map
+/// to repeat it).
+fn edit_frames<P: 'static>(
+    pad: &gst::Pad,
+    pick: impl Fn(Option<gst::ClockTime>) -> Option<P> + Send + Sync + 'static,
+    edit: impl Fn(&mut gst_video::VideoFrameRef<&mut gst::BufferRef>, P) + Send + Sync + 'static,
+) {
+    let info: Mutex<Option<gst_video::VideoInfo>> = Mutex::new(None);
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, probe| {
+            if let Some(gst::PadProbeData::Event(ev)) = &probe.data {
+                if let gst::EventView::Caps(c) = ev.view()
+                    && let Ok(mut i) = info.lock()
+                {
+                    *i = gst_video::VideoInfo::from_caps(c.caps()).ok();
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(vi) = info.lock().ok().and_then(|i| i.clone()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(buffer) = probe.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(what) = pick(buffer.pts()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if let Ok(mut frame) =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), &vi)
+            {
+                edit(&mut frame, what);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
 /// Converts a picture to AYUV and clears the alpha of what its transition does not reveal yet.
 fn masked(
     cx: &mut Cx<'_>,
@@ -1230,59 +1226,35 @@ fn masked(
     src.link(&sink).map_err(|e| internal(format!("{e:?}")))?;
     let pad = caps.static_pad("src").ok_or_else(|| internal("caps src"))?;
     let out = cx.out.clone();
-    let info: Arc<Mutex<Option<gst_video::VideoInfo>>> = Arc::default();
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, probe| {
-            if let Some(gst::PadProbeData::Event(ev)) = &probe.data {
-                if let gst::EventView::Caps(c) = ev.view()
-                    && let Ok(mut i) = info.lock()
-                {
-                    *i = gst_video::VideoInfo::from_caps(c.caps()).ok();
-                }
-                return gst::PadProbeReturn::Ok;
-            }
-            let Some(vi) = info.lock().ok().and_then(|i| i.clone()) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some(buffer) = probe.buffer_mut() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some(pts) = buffer.pts() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let j = frame_of(&out, pts.nseconds());
-            let Some(f) = usize::try_from(j - first).ok().and_then(|i| table.get(i)) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some((kind, p)) = f.mask else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let b = buffer.make_mut();
-            let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &vi) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let (bw, bh) = (vi.width() as usize, vi.height() as usize);
+    let frame_out = out.clone();
+    edit_frames(
+        &pad,
+        move |pts| {
+            let j = frame_of(&frame_out, pts?.nseconds());
+            let f = usize::try_from(j - first).ok().and_then(|i| table.get(i))?;
+            f.mask.map(|m| (f.rect, m))
+        },
+        move |frame, (rect, (kind, p))| {
+            let (bw, bh) = (frame.width() as usize, frame.height() as usize);
             let stride = usize::try_from(frame.plane_stride()[0]).unwrap_or(bw * 4);
-            let sx = f64::from(f.rect.width) / bw.max(1) as f64;
-            let sy = f64::from(f.rect.height) / bh.max(1) as f64;
+            let sx = f64::from(rect.width) / bw.max(1) as f64;
+            let sy = f64::from(rect.height) / bh.max(1) as f64;
             let (ow, oh) = (f64::from(out.width), f64::from(out.height));
             let Ok(data) = frame.plane_data_mut(0) else {
-                return gst::PadProbeReturn::Ok;
+                return;
             };
             for y in 0..bh {
-                let fy = f64::from(f.rect.y) + (y as f64 + 0.5) * sy;
+                let fy = f64::from(rect.y) + (y as f64 + 0.5) * sy;
                 let Some(row) = data.get_mut(y * stride..y * stride + bw * 4) else {
                     break;
                 };
                 for (x, px) in row.chunks_exact_mut(4).enumerate() {
-                    let fx = f64::from(f.rect.x) + (x as f64 + 0.5) * sx;
+                    let fx = f64::from(rect.x) + (x as f64 + 0.5) * sx;
                     if !stills::reveal(kind, p, fx, fy, ow, oh) {
                         px[0] = 0;
                     }
                 }
             }
-            gst::PadProbeReturn::Ok
         },
     );
     Ok(pad)
@@ -1309,14 +1281,8 @@ fn still(cx: &Cx<'_>, occ: &Occ<'_>) -> Result<Option<Still>, RenderError> {
     let (w, h) = (w.max(2) as u32, h.max(2) as u32);
     // A still turned by any angle is drawn at its own size, turned once into its canvas.
     let canvas = (w, h);
-    let (w, h) = match l.geometry.turned {
-        Some(t) => {
-            let k = f64::from(w) / f64::from(l.geometry.rect.width.max(1));
-            (
-                ((f64::from(t.width) * k).round() as u32).clamp(2, w),
-                ((f64::from(t.height) * k).round() as u32).clamp(2, h),
-            )
-        }
+    let (w, h) = match l.turned_size((w as i32, h as i32), false) {
+        Some((iw, ih)) => (iw as u32, ih as u32),
         None => (w, h),
     };
     let (bitmap, fixed) = match &l.source {
@@ -1548,9 +1514,6 @@ fn audio_segment(
     // A retimed segment comes from an appsrc in output caps; a streamed one is decoded,
     // converted and resampled here.
     let (head, caps) = if seg.retimed() {
-        std::fs::canonicalize(&seg.path).map_err(|e| {
-            RenderError::MissingSource(format!("{label}: {}: {e}", seg.path.display()))
-        })?;
         let src = gst_app::AppSrc::builder()
             .name(format!("src-{}-retimed", cx.next()))
             .caps(&cx.audio_caps())

@@ -254,42 +254,54 @@ pub(crate) fn turn(
             let dx = x as f64 + 0.5 - dcx;
             let fx = dx * cos + dy * sin + scx - 0.5;
             let fy = -dx * sin + dy * cos + scy - 0.5;
-            let (x0, y0) = (fx.floor(), fy.floor());
-            let (ux, uy) = (fx - x0, fy - y0);
-            let (x0, y0) = (x0 as i64, y0 as i64);
-            let mut acc = [0f64; 4];
-            let mut a_sum = 0f64;
-            for (tx, ty, wgt) in [
-                (x0, y0, (1.0 - ux) * (1.0 - uy)),
-                (x0 + 1, y0, ux * (1.0 - uy)),
-                (x0, y0 + 1, (1.0 - ux) * uy),
-                (x0 + 1, y0 + 1, ux * uy),
-            ] {
-                if wgt <= 0.0 {
-                    continue;
-                }
-                let Some(t) = texel(tx, ty) else { continue };
-                let a = f64::from(t[alpha]) * wgt;
-                a_sum += a;
-                for c in 0..4 {
-                    if c != alpha {
-                        acc[c] += f64::from(t[c]) * a;
-                    }
-                }
-            }
-            if a_sum < 0.5 {
-                px.copy_from_slice(&clear);
-                continue;
-            }
-            for c in 0..4 {
-                px[c] = if c == alpha {
-                    a_sum.round().clamp(0.0, 255.0) as u8
-                } else {
-                    (acc[c] / a_sum).round().clamp(0.0, 255.0) as u8
-                };
-            }
+            px.copy_from_slice(&bilinear(fx, fy, alpha, &texel).unwrap_or(clear));
         }
     }
+}
+
+/// The 4-byte pixel at (`fx`, `fy`) (pixel centres at integers) by bilinear interpolation of
+/// `texel`, with the colour bytes weighted by byte `alpha` (premultiplied), so transparent
+/// neighbours lend no colour; `None` where it is all but transparent. `texel` gives `None`
+/// outside the picture (transparent).
+fn bilinear<'a>(
+    fx: f64,
+    fy: f64,
+    alpha: usize,
+    texel: &impl Fn(i64, i64) -> Option<&'a [u8]>,
+) -> Option<[u8; 4]> {
+    let (x0, y0) = (fx.floor(), fy.floor());
+    let (ux, uy) = (fx - x0, fy - y0);
+    let (x0, y0) = (x0 as i64, y0 as i64);
+    let mut acc = [0f64; 4];
+    let mut a_sum = 0f64;
+    for (tx, ty, wgt) in [
+        (x0, y0, (1.0 - ux) * (1.0 - uy)),
+        (x0 + 1, y0, ux * (1.0 - uy)),
+        (x0, y0 + 1, (1.0 - ux) * uy),
+        (x0 + 1, y0 + 1, ux * uy),
+    ] {
+        if wgt <= 0.0 {
+            continue;
+        }
+        let Some(t) = texel(tx, ty) else { continue };
+        let a = f64::from(t[alpha]) * wgt;
+        a_sum += a;
+        for c in (0..4).filter(|c| *c != alpha) {
+            acc[c] += f64::from(t[c]) * a;
+        }
+    }
+    if a_sum < 0.5 {
+        return None;
+    }
+    let mut px = [0u8; 4];
+    for (c, v) in px.iter_mut().enumerate() {
+        *v = if c == alpha {
+            a_sum.round().clamp(0.0, 255.0) as u8
+        } else {
+            (acc[c] / a_sum).round().clamp(0.0, 255.0) as u8
+        };
+    }
+    Some(px)
 }
 
 /// A still turned by `angle` in a `canvas`×`canvas`-sized bitmap.
@@ -356,18 +368,11 @@ pub(crate) fn reframe(b: &Bitmap, crop: super::plan::Crop, turns: u32, w: u32, h
     let cw = (sw - x0 - f64::from(crop.right)).max(1.0);
     let ch = (sh - y0 - f64::from(crop.bottom)).max(1.0);
     let (bw, bh) = (b.width as i64, b.height as i64);
-    let texel = |x: i64, y: i64| -> [f64; 4] {
+    // Edges are extended, not faded: the crop's border is inside the picture.
+    let texel = |x: i64, y: i64| -> Option<&[u8]> {
         let (x, y) = (x.clamp(0, bw - 1), y.clamp(0, bh - 1));
         let at = (y as usize * b.width as usize + x as usize) * 4;
-        match b.data.get(at..at + 4) {
-            Some(p) => [
-                f64::from(p[0]),
-                f64::from(p[1]),
-                f64::from(p[2]),
-                f64::from(p[3]),
-            ],
-            None => [0.0; 4],
-        }
+        b.data.get(at..at + 4)
     };
     let (ow, oh) = (f64::from(out.width), f64::from(out.height));
     for y in 0..out.height as usize {
@@ -382,32 +387,10 @@ pub(crate) fn reframe(b: &Bitmap, crop: super::plan::Crop, turns: u32, w: u32, h
             };
             let fx = x0 + a * cw - 0.5;
             let fy = y0 + c * ch - 0.5;
-            let (ix, iy) = (fx.floor(), fy.floor());
-            let (ux, uy) = (fx - ix, fy - iy);
-            let (ix, iy) = (ix as i64, iy as i64);
-            let mut acc = [0f64; 3];
-            let mut alpha = 0f64;
-            for (tx, ty, wgt) in [
-                (ix, iy, (1.0 - ux) * (1.0 - uy)),
-                (ix + 1, iy, ux * (1.0 - uy)),
-                (ix, iy + 1, (1.0 - ux) * uy),
-                (ix + 1, iy + 1, ux * uy),
-            ] {
-                let t = texel(tx, ty);
-                let a = t[3] * wgt;
-                alpha += a;
-                for k in 0..3 {
-                    acc[k] += t[k] * a;
-                }
-            }
             let at = (y * out.width as usize + x) * 4;
-            if let Some(px) = out.data.get_mut(at..at + 4)
-                && alpha >= 0.5
+            if let (Some(px), Some(v)) = (out.data.get_mut(at..at + 4), bilinear(fx, fy, 3, &texel))
             {
-                for k in 0..3 {
-                    px[k] = (acc[k] / alpha).round().clamp(0.0, 255.0) as u8;
-                }
-                px[3] = alpha.round().clamp(0.0, 255.0) as u8;
+                px.copy_from_slice(&v);
             }
         }
     }

@@ -219,6 +219,24 @@ impl Layer {
             .unwrap_or(0.0)
     }
 
+    /// A turned picture's own size when its canvas is drawn `canvas` pixels large (the largest
+    /// canvas of its occurrence: the picture scales with it); rounded to even sizes for 4:2:0
+    /// frames when `even`. `None` when not turned.
+    pub fn turned_size(&self, (w, h): (i32, i32), even: bool) -> Option<(i32, i32)> {
+        let t = self.geometry.turned?;
+        let k = f64::from(w) / f64::from(self.geometry.rect.width.max(1));
+        let side = |v: i32, max: i32| {
+            let v = f64::from(v) * k;
+            let v = if even {
+                2 * ((v / 2.0).round() as i32)
+            } else {
+                v.round() as i32
+            };
+            v.clamp(2, max.max(2))
+        };
+        Some((side(t.width, w), side(t.height, h)))
+    }
+
     pub fn is_picture(&self) -> bool {
         matches!(self.source, LayerSource::Video { .. })
     }
