@@ -398,18 +398,6 @@ impl Cx<'_> {
             .map_err(internal)?;
         self.pipeline.add(&dec).map_err(internal)?;
         self.made.push(dec.clone());
-        let raw = if kind == "video" {
-            "video/x-raw"
-        } else {
-            "audio/x-raw"
-        };
-        let prefix = format!("{kind}/");
-        // Only the wanted stream is decoded; the others stop at the demuxer (fakesink).
-        dec.connect("autoplug-continue", false, move |values| {
-            Some(
-                crate::waveform::keep_plugging(values, |name| name.starts_with(&prefix)).to_value(),
-            )
-        });
         let branch = Arc::new(Branch {
             label: label.to_owned(),
             start_ns: (start_ns - TOLERANCE_NS).max(0),
@@ -420,21 +408,7 @@ impl Cx<'_> {
         if !self.lazy {
             self.branches.add(branch.clone());
         }
-        let linked = Arc::new(AtomicBool::new(false));
-        let linked_end = linked.clone();
         let what = label.to_owned();
-        dec.connect_no_more_pads(move |dec| {
-            if !linked_end.load(Ordering::Acquire) {
-                let _ = dec.post_message(
-                    gst::message::Error::builder(
-                        gst::StreamError::WrongType,
-                        &format!("{what}: the file has no {kind} stream"),
-                    )
-                    .src(dec)
-                    .build(),
-                );
-            }
-        });
         if kind == "video" {
             // One decoding thread per source: frame-threaded decoding holds a frame and a
             // decoder context per thread (tens of MiB at 1080p, for every source of the
@@ -451,57 +425,58 @@ impl Cx<'_> {
                 None
             });
         }
-        dec.connect_pad_added(move |_, pad| {
-            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let is_raw = caps.structure(0).map(|s| s.name() == raw).unwrap_or(false);
-            if is_raw && !linked.swap(true, Ordering::AcqRel) {
-                let b = branch.clone();
-                pad.add_probe(
-                    gst::PadProbeType::BLOCK
-                        | gst::PadProbeType::BUFFER
-                        | gst::PadProbeType::BUFFER_LIST,
-                    move |pad, _| {
-                        let Ok(mut st) = b.state.lock() else {
-                            return gst::PadProbeReturn::Remove;
-                        };
-                        if st.seeked {
-                            return gst::PadProbeReturn::Remove;
-                        }
-                        if b.lazy && st.pad.is_none() {
-                            // Not from this streaming thread: the seek's flush has to reach
-                            // the thread blocked here.
-                            st.seeked = true;
-                            let (b, pad) = (b.clone(), pad.clone());
-                            if let Some(e) = pad.parent_element() {
-                                e.call_async(move |e| {
-                                    if let Err(err) = b.seek(&pad) {
-                                        let _ = e.post_message(
-                                            gst::message::Error::builder(
-                                                gst::StreamError::Failed,
-                                                &err.to_string(),
-                                            )
-                                            .src(e)
-                                            .build(),
-                                        );
-                                    }
-                                });
-                            }
-                        }
-                        st.pad = Some(pad.clone());
-                        gst::PadProbeReturn::Ok
-                    },
-                );
-                if let Err(e) = pad.link(&sink) {
-                    tracing::warn!(error = ?e, "render: linking a decoded stream failed");
-                }
-                return;
-            }
-            // Anything else (another stream, or a second one of the kind) is discarded right
-            // at the pad: a fakesink would hold the demuxer in preroll while paused.
+        let linked = decode_only(&dec, kind, move |pad| {
+            let b = branch.clone();
             pad.add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-                |_, _| gst::PadProbeReturn::Drop,
+                gst::PadProbeType::BLOCK
+                    | gst::PadProbeType::BUFFER
+                    | gst::PadProbeType::BUFFER_LIST,
+                move |pad, _| {
+                    let Ok(mut st) = b.state.lock() else {
+                        return gst::PadProbeReturn::Remove;
+                    };
+                    if st.seeked {
+                        return gst::PadProbeReturn::Remove;
+                    }
+                    if b.lazy && st.pad.is_none() {
+                        // Not from this streaming thread: the seek's flush has to reach
+                        // the thread blocked here.
+                        st.seeked = true;
+                        let (b, pad) = (b.clone(), pad.clone());
+                        if let Some(e) = pad.parent_element() {
+                            e.call_async(move |e| {
+                                if let Err(err) = b.seek(&pad) {
+                                    let _ = e.post_message(
+                                        gst::message::Error::builder(
+                                            gst::StreamError::Failed,
+                                            &err.to_string(),
+                                        )
+                                        .src(e)
+                                        .build(),
+                                    );
+                                }
+                            });
+                        }
+                    }
+                    st.pad = Some(pad.clone());
+                    gst::PadProbeReturn::Ok
+                },
             );
+            if let Err(e) = pad.link(&sink) {
+                tracing::warn!(error = ?e, "render: linking a decoded stream failed");
+            }
+        });
+        dec.connect_no_more_pads(move |dec| {
+            if !linked.load(Ordering::Acquire) {
+                let _ = dec.post_message(
+                    gst::message::Error::builder(
+                        gst::StreamError::WrongType,
+                        &format!("{what}: the file has no {kind} stream"),
+                    )
+                    .src(dec)
+                    .build(),
+                );
+            }
         });
         Ok(())
     }
@@ -521,6 +496,37 @@ impl Cx<'_> {
         caps.static_pad("src")
             .ok_or_else(|| internal("capsfilter without src"))
     }
+}
+
+/// Makes `dec` (a `uridecodebin`) decode only streams of `kind` (`video` or `audio`; the others
+/// stop at the demuxer) and hands the first decoded one to `on_stream`. Any other pad is
+/// discarded right there: a fakesink would hold the demuxer in preroll while paused. The flag
+/// says whether a stream was handed over.
+pub(crate) fn decode_only(
+    dec: &gst::Element,
+    kind: &'static str,
+    on_stream: impl Fn(&gst::Pad) + Send + Sync + 'static,
+) -> Arc<AtomicBool> {
+    let prefix = format!("{kind}/");
+    dec.connect("autoplug-continue", false, move |values| {
+        Some(crate::waveform::keep_plugging(values, |name| name.starts_with(&prefix)).to_value())
+    });
+    let raw = format!("{kind}/x-raw");
+    let linked = Arc::new(AtomicBool::new(false));
+    let handed = linked.clone();
+    dec.connect_pad_added(move |_, pad| {
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let is_raw = caps.structure(0).is_some_and(|s| s.name() == raw.as_str());
+        if is_raw && !handed.swap(true, Ordering::AcqRel) {
+            on_stream(pad);
+            return;
+        }
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            |_, _| gst::PadProbeReturn::Drop,
+        );
+    });
+    linked
 }
 
 /// Index of the output frame a segment-relative timestamp belongs to.

@@ -12,8 +12,8 @@
 //! sample. Decoding ahead is bounded by [`super::plan::RETIMED_SOUND_LIMIT_SECS`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -62,27 +62,13 @@ pub(crate) fn decode_stretch(
         .add_many([&dec, &conv, &res, sink.upcast_ref()])
         .map_err(internal)?;
     gst::Element::link_many([&conv, &res, sink.upcast_ref()]).map_err(internal)?;
-    dec.connect("autoplug-continue", false, move |values| {
-        Some(crate::waveform::keep_plugging(values, |name| name.starts_with("audio/")).to_value())
-    });
-    let linked = Arc::new(AtomicBool::new(false));
     let conv_sink = conv
         .static_pad("sink")
         .ok_or_else(|| internal("audioconvert without sink"))?;
-    let l = linked.clone();
-    dec.connect_pad_added(move |_, pad| {
-        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-        let raw = caps.structure(0).is_some_and(|s| s.name() == "audio/x-raw");
-        if raw && !l.swap(true, Ordering::AcqRel) {
-            if let Err(e) = pad.link(&conv_sink) {
-                tracing::warn!(error = ?e, "retime: linking the decoded sound failed");
-            }
-            return;
+    let linked = super::build::decode_only(&dec, "audio", move |pad| {
+        if let Err(e) = pad.link(&conv_sink) {
+            tracing::warn!(error = ?e, "retime: linking the decoded sound failed");
         }
-        pad.add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-            |_, _| gst::PadProbeReturn::Drop,
-        );
     });
     let bus = pipeline.bus().ok_or_else(|| internal("no bus"))?;
     let fail = |msg: &gst::Message| -> RenderError {
