@@ -594,10 +594,7 @@ impl AssetsApi {
         )
         .await?;
         txn.commit().await?;
-        if let Err(e) = nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, &job).await
-        {
-            tracing::warn!(error = %e, job_id = %job.id, "import job not dispatched yet");
-        }
+        crate::routes::jobs::dispatch_or_defer(&state, &job).await;
         Ok(ImportResponse::Accepted(Json(asset.into())))
     }
 
@@ -982,11 +979,8 @@ pub(crate) async fn register_staged(
             return Err(e.into());
         }
     };
-    // A queue that is down delays the probe, it does not lose the upload: the reconciler
-    // dispatches the job when it can.
-    if let Err(e) = nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, &job).await {
-        tracing::warn!(error = %e, job_id = %job.id, "probe job not dispatched yet");
-    }
+    // A queue that is down delays the probe, it does not lose the upload.
+    crate::routes::jobs::dispatch_or_defer(state, &job).await;
     Ok(Registered::Created(asset))
 }
 

@@ -554,6 +554,14 @@ pub(crate) fn job_error(e: store::JobError) -> ApiError {
     }
 }
 
+/// Sends a committed job to its queue. A queue that is down delays the job, it does not lose
+/// it: the row is recorded and the reconciler dispatches it once the queue answers again.
+pub(crate) async fn dispatch_or_defer(state: &AppState, job: &jobs::Model) {
+    if let Err(e) = runtime::dispatch_new(&state.db, &state.dispatcher, job).await {
+        tracing::warn!(error = %e, job_id = %job.id, kind = %job.kind, "job not dispatched yet");
+    }
+}
+
 /// Tells the project's sessions about a state change made here (workers publish their own).
 pub(crate) async fn publish(state: &AppState, job: &jobs::Model) {
     let Some(project) = job.project_id else {

@@ -33,7 +33,7 @@ use crate::error::{ApiError, FieldError, RequestInfo};
 use crate::payload::JsonBody;
 use crate::routes::ApiTags;
 use crate::routes::assets::{DownloadResponse, etag_matches, open_range};
-use crate::routes::jobs::{Job, guard_error, job_error, publish};
+use crate::routes::jobs::{Job, dispatch_or_defer, guard_error, job_error, publish};
 use crate::routes::projects::{Role, membership, require_role};
 use crate::state::AppState;
 
@@ -436,10 +436,7 @@ pub(crate) async fn record_render<C: sea_orm::ConnectionTrait>(
 
 /// Sends a committed render job to its queue and announces it.
 pub(crate) async fn dispatch_render(state: &AppState, job: &jobs::Model) {
-    if let Err(e) = runtime::dispatch_new(&state.db, &state.dispatcher, job).await {
-        // Recorded: the reconciler sends it once the queue answers again.
-        tracing::warn!(error = %e, job_id = %job.id, "render job not dispatched yet");
-    }
+    dispatch_or_defer(state, job).await;
     publish(state, job).await;
 }
 

@@ -422,11 +422,7 @@ impl StandaloneRendersApi {
         .await?;
         txn.commit().await?;
         for import in &imports {
-            if let Err(e) =
-                nve_worker::runtime::dispatch_new(&state.db, &state.dispatcher, import).await
-            {
-                tracing::warn!(error = %e, job_id = %import.id, "import job not dispatched yet");
-            }
+            crate::routes::jobs::dispatch_or_defer(&state, import).await;
         }
         dispatch_render(&state, &job).await;
         tracing::info!(
