@@ -12,8 +12,8 @@
 //! sample. Decoding ahead is bounded by [`super::plan::RETIMED_SOUND_LIMIT_SECS`].
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
